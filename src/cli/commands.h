@@ -1,0 +1,12 @@
+/* CLI sub-commands. Each returns the process exit status (0 = success). */
+#ifndef DSV3_CLI_COMMANDS_H
+#define DSV3_CLI_COMMANDS_H
+
+int cmd_info(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_chat_template(int argc, char **argv);
+
+#endif

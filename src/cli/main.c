@@ -1,0 +1,34 @@
+/* dsv3 command-line entry point: dispatches to src/cli/cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} g_cmds[] = {
+    {"info", cmd_info, "print config summary, parameter counts and KV-cache size of a model"},
+    {"forward", cmd_forward, "run the full forward pass on input ids from a safetensors file"},
+    {"generate", cmd_generate, "generate tokens from a prompt (greedy or sampled)"},
+    {"tokenize", cmd_tokenize, "text -> token ids with a HuggingFace tokenizer.json"},
+    {"detokenize", cmd_detokenize, "token ids -> text"},
+    {"chat-template", cmd_chat_template, "render chat messages with the model's chat template"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: dsv3 <command> [options]   (dsv3 <command> --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof g_cmds / sizeof g_cmds[0]; i++)
+        fprintf(out, "  %-14s %s\n", g_cmds[i].name, g_cmds[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
+    for (size_t i = 0; i < sizeof g_cmds / sizeof g_cmds[0]; i++)
+        if (!strcmp(argv[1], g_cmds[i].name)) return g_cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "dsv3: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,80 @@
+/* DeepSeek-V3 model: loading, KV cache, forward pass (main model + MTP). */
+#ifndef DSV3_MODEL_H
+#define DSV3_MODEL_H
+
+#include <stdint.h>
+
+#include "dsv3/config.h"
+#include "dsv3/status.h"
+
+typedef struct dsv3_model dsv3_model;
+typedef struct dsv3_kv_cache dsv3_kv_cache;
+
+/* Loads config.json and the checkpoint of dir (mmap; weights stay in their
+ * stored dtype). Checks every tensor's presence, dtype and shape. */
+dsv3_status dsv3_model_load(const char *dir, dsv3_model **out, dsv3_error *err);
+void dsv3_model_free(dsv3_model *m);
+const dsv3_config *dsv3_model_config(const dsv3_model *m);
+/* 1 if the checkpoint has the MTP layer(s) (num_nextn_predict_layers > 0 and tensors present). */
+int dsv3_model_has_mtp(const dsv3_model *m);
+/* Number of MoE layers in the main model. */
+int64_t dsv3_model_n_moe_layers(const dsv3_model *m);
+
+/* Compressed MLA cache of one sequence (spec §3.7): per token per layer the
+ * normalised latent c_KV (kv_lora_rank) and the rotated k_R (qk_rope_head_dim),
+ * for the main layers and the MTP layer. */
+dsv3_status dsv3_kv_cache_new(const dsv3_model *m, int64_t max_tokens, dsv3_kv_cache **out, dsv3_error *err);
+void dsv3_kv_cache_free(dsv3_kv_cache *c);
+int64_t dsv3_kv_cache_len(const dsv3_kv_cache *c);     /* tokens in the main cache */
+int64_t dsv3_kv_cache_mtp_len(const dsv3_kv_cache *c); /* rows in the MTP cache */
+int64_t dsv3_kv_cache_capacity(const dsv3_kv_cache *c);
+/* Drops cached tokens at positions >= len (rollback); same for the MTP rows. */
+void dsv3_kv_cache_truncate(dsv3_kv_cache *c, int64_t len, int64_t mtp_len);
+/* Bytes of cache per token (all main layers + MTP), f32 storage. */
+int64_t dsv3_kv_cache_bytes_per_token(const dsv3_model *m);
+
+/* One sequence's share of a batched forward call: n new tokens appended to
+ * cache at positions len(cache) .. len(cache)+n-1. */
+typedef struct {
+    dsv3_kv_cache *cache;
+    const int32_t *tokens;
+    int64_t n;
+} dsv3_batch_item;
+
+/* Optional outputs of dsv3_forward; rows are the batch items' tokens in order
+ * (N = sum of n). Any pointer may be NULL. */
+typedef struct {
+    float *logits;         /* [N, vocab] */
+    float *final_hidden;   /* [N, hidden] (final RMSNorm output: lm_head input, MTP input) */
+    float *layer_outputs;  /* [L, N, hidden]: residual stream after each layer */
+    int32_t *router_idx;   /* [L_moe, N, K] chosen experts sorted by id */
+    float *router_w;       /* [L_moe, N, K] their final gate weights */
+    /* If set, logits are only computed for rows with logits_mask[row] != 0
+     * (others are left untouched). */
+    const uint8_t *logits_mask;
+} dsv3_forward_out;
+
+/* Runs the main model. Each token's results do not depend on what else is in
+ * the batch (batch invariance). */
+dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_items, dsv3_forward_out *out,
+                         dsv3_error *err);
+
+/* MTP depth-1 (spec §4.1): for row i, inputs hidden[i] (the main model's
+ * final-norm output at position p_i) and next_tokens[i] (= t_{i+1}); appends
+ * one row per input to the cache's MTP layer at positions mtp_len(cache)...;
+ * writes logits [n, vocab] (predicting t_{i+2}). One sequence per call. */
+dsv3_status dsv3_mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
+                             int64_t n, float *logits, dsv3_error *err);
+
+/* ---- parameter accounting (from the config alone; spec §1.3) ---- */
+typedef struct {
+    int64_t total_main;     /* embedding + layers + final norm + head */
+    int64_t mtp;            /* MTP modules including their embedding/head copies */
+    int64_t mtp_unique;     /* MTP without the embedding/head copies */
+    int64_t activated;      /* per token in the main model (K routed + shared experts) */
+    int64_t attn_per_layer;
+    int64_t embedding, head;
+} dsv3_param_counts;
+void dsv3_count_params(const dsv3_config *c, dsv3_param_counts *out);
+
+#endif

@@ -1,0 +1,51 @@
+/* Compute kernels behind a small backend table (CPU today; CUDA later).
+ *
+ * Batch invariance (DEVELOPERS guide): every output element of a matmul is one
+ * dot product over the full input row, reduced in a fixed order that depends
+ * only on the row length, never on the number of tokens or threads. */
+#ifndef DSV3_OPS_H
+#define DSV3_OPS_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsv3/dtype.h"
+
+/* A 2-D weight W[rows][cols] as stored in the checkpoint: F32, BF16, F16, or
+ * FP8 (E4M3/E5M2) with block scales S[ceil(rows/br)][ceil(cols/bc)] that are
+ * multiplied in (spec §2.4). Data may be unaligned (mmap). */
+typedef struct {
+    dsv3_dtype dtype;
+    int64_t rows, cols;
+    const void *data;
+    const float *scale;      /* FP8 only: aligned f32 copy, row-major */
+    int64_t block_r, block_c; /* FP8 block shape (128x128 for DeepSeek-V3) */
+    int64_t scale_rows, scale_cols;
+} dsv3_weight;
+
+typedef struct {
+    const char *name;
+    /* out[t][o] = sum_i W[o][i] * x[t][i] for t < T, o < W->rows. x: [T][W->cols]. */
+    void (*matmul)(float *out, const float *x, int64_t T, const dsv3_weight *W);
+    /* Same, restricted to rows [r0, r1) of W, writing out[t][o - r0] with row stride ld. */
+    void (*matmul_rows)(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t r0, int64_t r1);
+} dsv3_backend;
+
+const dsv3_backend *dsv3_backend_cpu(void);
+
+/* Fixed-order f32 dot product (16 interleaved partial sums, combined pairwise). */
+float dsv3_dot_f32(const float *a, const float *b, int64_t n);
+/* Scalar reference for tests: plain left-to-right sum in double. */
+double dsv3_dot_ref(const float *a, const float *b, int64_t n);
+
+/* Dequantises row r of W into dst[W->cols] (exact for BF16/F16/F32; FP8: one f32 rounding of lut*scale). */
+void dsv3_weight_row_f32(const dsv3_weight *W, int64_t r, float *dst);
+
+/* y = w ⊙ x / sqrt(mean(x²) + eps) in fp32 (spec §3.3); w may be NULL (no weight). */
+void dsv3_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+void dsv3_softmax_inplace(float *x, int64_t n);
+static inline float dsv3_silu(float z) { return z / (1.0f + expf(-z)); }
+static inline float dsv3_sigmoid(float z) { return 1.0f / (1.0f + expf(-z)); }
+
+#endif

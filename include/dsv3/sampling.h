@@ -1,0 +1,33 @@
+/* Token sampling: greedy, temperature, top-k, top-p (nucleus), seeded RNG. */
+#ifndef DSV3_SAMPLING_H
+#define DSV3_SAMPLING_H
+
+#include <stdint.h>
+
+#include "dsv3/status.h"
+
+typedef struct {
+    float temperature; /* <= 0: greedy */
+    float top_p;       /* (0, 1]; 1 = off */
+    int64_t top_k;     /* 0 = off */
+    uint64_t seed;
+} dsv3_sampler_params;
+
+typedef struct {
+    dsv3_sampler_params p;
+    uint64_t rng;
+    int64_t cap;
+    float *prob;
+    int32_t *idx;
+} dsv3_sampler;
+
+dsv3_status dsv3_sampler_init(dsv3_sampler *s, const dsv3_sampler_params *p, int64_t vocab, dsv3_error *err);
+void dsv3_sampler_free(dsv3_sampler *s);
+/* Picks the next token from logits[vocab]. */
+int32_t dsv3_sample(dsv3_sampler *s, const float *logits, int64_t vocab);
+/* Index of the largest logit (ties: lowest index). */
+int32_t dsv3_argmax(const float *logits, int64_t n);
+/* Uniform double in [0, 1) from a xorshift64* state. */
+double dsv3_rand_uniform(uint64_t *state);
+
+#endif

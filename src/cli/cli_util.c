@@ -1,0 +1,72 @@
+#include "cli/cli_util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_f32(const char *s, float *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_ids(const char *s, int32_t **ids, int64_t *n, int64_t max_id) {
+    *ids = NULL;
+    *n = 0;
+    if (!s || !*s) return -1;
+    int64_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int32_t *a = malloc(sizeof(int32_t) * cap);
+    if (!a) return -1;
+    const char *p = s;
+    int64_t k = 0;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < 0 || v > max_id || (*end && *end != ',')) { free(a); return -1; }
+        a[k++] = (int32_t)v;
+        p = *end ? end + 1 : end;
+        if (*end == ',' && !*p) { free(a); return -1; }
+    }
+    *ids = a;
+    *n = k;
+    return 0;
+}
+
+void cli_set_threads(int64_t n) {
+    if (n > 0) omp_set_num_threads((int)n);
+}
+
+int cli_error(const char *cmd, const dsv3_error *err) {
+    fprintf(stderr, "dsv3 %s: %s\n", cmd, err->msg[0] ? err->msg : dsv3_status_name(err->code));
+    return 1;
+}
+
+int cli_opt(int argc, char **argv, int *i, const char *opt, const char **val, int *bad) {
+    if (strcmp(argv[*i], opt) != 0) return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "dsv3: option %s needs a value\n", opt);
+        *bad = 1;
+        return 1;
+    }
+    *val = argv[++*i];
+    return 1;
+}

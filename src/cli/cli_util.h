@@ -1,0 +1,22 @@
+/* Small helpers shared by the CLI commands. */
+#ifndef DSV3_CLI_UTIL_H
+#define DSV3_CLI_UTIL_H
+
+#include <stdint.h>
+
+#include "dsv3/status.h"
+
+/* Strict integer/float parsing: the whole string must be consumed. 0 on success. */
+int cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+int cli_parse_f32(const char *s, float *out);
+/* Parses "1,2,3" into a malloc'd array (caller frees); 0 on success. */
+int cli_parse_ids(const char *s, int32_t **ids, int64_t *n, int64_t max_id);
+/* Applies -t N (0 = all cores). */
+void cli_set_threads(int64_t n);
+/* Prints "dsv3 <cmd>: <message>" to stderr and returns 1. */
+int cli_error(const char *cmd, const dsv3_error *err);
+/* If argv[*i] is opt and a value follows, stores it and advances; returns 1.
+ * If opt is the last argument, prints an error and sets *bad. */
+int cli_opt(int argc, char **argv, int *i, const char *opt, const char **val, int *bad);
+
+#endif

@@ -1,0 +1,176 @@
+/* Model forward (spec §3.10) and the MTP module (spec §4.1). */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+static int64_t max3(int64_t a, int64_t b, int64_t c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+void dsv3_ws_free(dsv3_workspace *ws) {
+    free(ws->base);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* Sizes the scratch for n_tok rows and contexts up to ctx keys; grows only. */
+dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_error *err) {
+    dsv3_workspace *ws = &m->ws;
+    int nthreads = omp_get_max_threads();
+    if (ws->base && n_tok <= ws->n_tok && ctx <= ws->ctx && nthreads <= ws->nthreads) return DSV3_OK;
+    if (n_tok < ws->n_tok) n_tok = ws->n_tok;
+    if (ctx < ws->ctx) ctx = ws->ctx;
+    const dsv3_config *c = &m->cfg;
+    int64_t H = c->hidden_size, nh = c->num_attention_heads, qk = dsv3_config_qk_head_dim(c), kvl = c->kv_lora_rank,
+            row = kvl + c->qk_rope_head_dim, K = c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1;
+    int64_t inter = max3(c->intermediate_size, c->n_shared_experts * c->moe_intermediate_size, c->moe_intermediate_size);
+    int64_t sizes[] = {
+        n_tok * 2 * H,                         /* x (2H: MTP concat input) */
+        n_tok * 2 * H,                         /* hn */
+        n_tok * (c->q_lora_rank > 0 ? c->q_lora_rank : 1), /* qa */
+        n_tok * nh * qk,                       /* q */
+        n_tok * row,                           /* kv */
+        n_tok * nh * c->v_head_dim,            /* attn */
+        n_tok * H,                             /* proj */
+        n_tok * inter, n_tok * inter,          /* ffn_a, ffn_b */
+        n_tok * (c->n_routed_experts > 0 ? c->n_routed_experts : 1), /* router logits */
+        nh * (c->qk_nope_head_dim + c->v_head_dim) * kvl, /* kvb */
+        (int64_t)nthreads * (row + ctx + kvl), /* head scratch */
+        n_tok * H, n_tok * H,                  /* moe_in, moe_out */
+        n_tok * K, n_tok * K,                  /* route idx / w */
+        n_tok * K, n_tok * K,                  /* tok list / w */
+        n_tok, n_tok,                          /* pos, item_of */
+    };
+    int nsz = (int)(sizeof sizes / sizeof sizes[0]);
+    unsigned long long total = 0;
+    for (int i = 0; i < nsz; i++)
+        if (dsv3_add_u64(total, (unsigned long long)sizes[i] + 16, &total)) total = ~0ull;
+    if (total > ((size_t)-1 / 8)) return dsv3_fail(err, DSV3_ERR_NOMEM, "workspace for %lld tokens overflows", (long long)n_tok);
+    float *base = malloc(total * sizeof(float));
+    if (!base) return dsv3_fail(err, DSV3_ERR_NOMEM, "out of memory for the forward workspace (%llu floats)", total);
+    free(ws->base);
+    ws->base = base;
+    float **ptrs[] = {&ws->x, &ws->hn, &ws->qa, &ws->q, &ws->kv, &ws->attn, &ws->proj, &ws->ffn_a, &ws->ffn_b,
+                      &ws->router_logits, &ws->kvb, &ws->head_scratch, &ws->moe_in, &ws->moe_out,
+                      (float **)&ws->route_idx, &ws->route_w, (float **)&ws->tok_list, &ws->tok_w,
+                      (float **)&ws->pos, (float **)&ws->item_of};
+    float *p = base;
+    for (int i = 0; i < nsz; i++) {
+        *ptrs[i] = p;
+        p += sizes[i] + 16; /* keep 64-byte spacing between regions */
+    }
+    ws->n_tok = n_tok;
+    ws->ctx = ctx;
+    ws->nthreads = nthreads;
+    return DSV3_OK;
+}
+
+void dsv3_embed_rows(const dsv3_model *m, const int32_t *tokens, int64_t n, float *x) {
+    int64_t H = m->cfg.hidden_size;
+    for (int64_t t = 0; t < n; t++) dsv3_weight_row_f32(&m->embed, tokens[t], x + t * H);
+}
+
+static dsv3_status check_tokens(const dsv3_model *m, const int32_t *tok, int64_t n, dsv3_error *err) {
+    for (int64_t i = 0; i < n; i++)
+        if (tok[i] < 0 || tok[i] >= m->cfg.vocab_size)
+            return dsv3_fail(err, DSV3_ERR_INVALID, "token id %d at index %lld is outside the vocabulary [0, %lld)",
+                             tok[i], (long long)i, (long long)m->cfg.vocab_size);
+    return DSV3_OK;
+}
+
+/* final norm + lm_head for rows of hidden x (into hn), honouring out->logits_mask */
+static void head_logits(dsv3_model *m, const float *xn, int64_t n, float *logits, const uint8_t *mask) {
+    int64_t H = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    if (!mask) {
+        m->be->matmul(logits, xn, n, &m->lm_head);
+        return;
+    }
+    for (int64_t t = 0; t < n; t++)
+        if (mask[t]) m->be->matmul(logits + t * V, xn + t * H, 1, &m->lm_head);
+}
+
+dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_items, dsv3_forward_out *out,
+                         dsv3_error *err) {
+    const dsv3_config *c = &m->cfg;
+    if (n_items <= 0 || n_items > 65536) return dsv3_fail(err, DSV3_ERR_INVALID, "forward: %d batch items", n_items);
+    int64_t N = 0, ctx = 1;
+    for (int i = 0; i < n_items; i++) {
+        const dsv3_batch_item *it = &items[i];
+        if (!it->cache || it->n <= 0 || !it->tokens)
+            return dsv3_fail(err, DSV3_ERR_INVALID, "forward: batch item %d is empty or has no cache", i);
+        if (it->cache->len + it->n > it->cache->cap)
+            return dsv3_fail(err, DSV3_ERR_INVALID, "forward: batch item %d needs %lld cache slots, capacity is %lld", i,
+                             (long long)(it->cache->len + it->n), (long long)it->cache->cap);
+        for (int j = 0; j < i; j++)
+            if (items[j].cache == it->cache)
+                return dsv3_fail(err, DSV3_ERR_INVALID, "forward: batch items %d and %d share a KV cache", j, i);
+        dsv3_status st = check_tokens(m, it->tokens, it->n, err);
+        if (st) return st;
+        N += it->n;
+        if (it->cache->len + it->n > ctx) ctx = it->cache->len + it->n;
+    }
+    dsv3_status st = dsv3_ws_reserve(m, N, ctx, err);
+    if (st) return st;
+    dsv3_workspace *ws = &m->ws;
+    dsv3_kv_cache *caches[n_items];
+    int64_t r = 0;
+    for (int i = 0; i < n_items; i++) {
+        caches[i] = items[i].cache;
+        for (int64_t j = 0; j < items[i].n; j++, r++) {
+            ws->pos[r] = (int32_t)(items[i].cache->len + j);
+            ws->item_of[r] = i;
+        }
+        dsv3_embed_rows(m, items[i].tokens, items[i].n, ws->x + (r - items[i].n) * c->hidden_size);
+    }
+    const int64_t H = c->hidden_size, K = c->num_experts_per_tok;
+    int64_t moe_i = 0;
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        const dsv3_layer *L = &m->layers[l];
+        dsv3_mla_forward(m, L, l, caches, ws->x, N);
+        int32_t *ridx = out && out->router_idx && L->is_moe ? out->router_idx + moe_i * N * K : NULL;
+        float *rw = out && out->router_w && L->is_moe ? out->router_w + moe_i * N * K : NULL;
+        dsv3_ffn_forward(m, L, ws->x, N, ridx, rw);
+        moe_i += L->is_moe;
+        if (out && out->layer_outputs) memcpy(out->layer_outputs + l * N * H, ws->x, sizeof(float) * N * H);
+    }
+    for (int64_t t = 0; t < N; t++) dsv3_rmsnorm(ws->hn + t * H, ws->x + t * H, m->final_norm, H, (float)c->rms_norm_eps);
+    if (out && out->final_hidden) memcpy(out->final_hidden, ws->hn, sizeof(float) * N * H);
+    if (out && out->logits) head_logits(m, ws->hn, N, out->logits, out->logits_mask);
+    for (int i = 0; i < n_items; i++) items[i].cache->len += items[i].n;
+    return DSV3_OK;
+}
+
+dsv3_status dsv3_mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
+                             int64_t n, float *logits, dsv3_error *err) {
+    const dsv3_config *c = &m->cfg;
+    if (!m->has_mtp) return dsv3_fail(err, DSV3_ERR_UNSUPPORTED, "model has no MTP layer");
+    if (n <= 0) return dsv3_fail(err, DSV3_ERR_INVALID, "mtp: no rows");
+    if (cache->mtp_len + n > cache->cap)
+        return dsv3_fail(err, DSV3_ERR_INVALID, "mtp: needs %lld cache slots, capacity is %lld",
+                         (long long)(cache->mtp_len + n), (long long)cache->cap);
+    dsv3_status st = check_tokens(m, next_tokens, n, err);
+    if (st) return st;
+    st = dsv3_ws_reserve(m, n, cache->mtp_len + n, err);
+    if (st) return st;
+    dsv3_workspace *ws = &m->ws;
+    const int64_t H = c->hidden_size;
+    const float eps = (float)c->rms_norm_eps;
+    const dsv3_mtp_module *mt = &m->mtp;
+    /* z_i = eh_proj [enorm(Emb(t_{i+1})) ; hnorm(h_i)]  (embedding half first, spec §4.1) */
+    dsv3_embed_rows(m, next_tokens, n, ws->x);
+    for (int64_t t = n - 1; t >= 0; t--) { /* build [n, 2H] rows in hn */
+        dsv3_rmsnorm(ws->hn + t * 2 * H, ws->x + t * H, mt->enorm, H, eps);
+        dsv3_rmsnorm(ws->hn + t * 2 * H + H, hidden + t * H, mt->hnorm, H, eps);
+    }
+    m->be->matmul(ws->x, ws->hn, n, &mt->eh_proj);
+    for (int64_t t = 0; t < n; t++) {
+        ws->pos[t] = (int32_t)(cache->mtp_len + t); /* RoPE position of h_i (spec §4.1) */
+        ws->item_of[t] = 0;
+    }
+    dsv3_kv_cache *caches[1] = {cache};
+    dsv3_mla_forward(m, &mt->block, c->num_hidden_layers, caches, ws->x, n);
+    dsv3_ffn_forward(m, &mt->block, ws->x, n, NULL, NULL);
+    for (int64_t t = 0; t < n; t++) dsv3_rmsnorm(ws->hn + t * H, ws->x + t * H, mt->head_norm, H, eps);
+    if (logits) head_logits(m, ws->hn, n, logits, NULL);
+    cache->mtp_len += n;
+    return DSV3_OK;
+}

@@ -1,0 +1,90 @@
+/* Internal model layout shared by src/model/*.c. */
+#ifndef DSV3_MODEL_INTERNAL_H
+#define DSV3_MODEL_INTERNAL_H
+
+#include "dsv3/model.h"
+#include "dsv3/ops.h"
+#include "dsv3/safetensors.h"
+
+typedef struct {
+    dsv3_weight gate, up, down; /* SwiGLU: down( silu(gate x) * (up x) ) (spec §3.8) */
+} dsv3_ffn;
+
+typedef struct {
+    float *attn_norm, *ffn_norm;         /* input_layernorm, post_attention_layernorm [hidden] */
+    dsv3_weight q_a, q_b, q_proj;        /* q LoRA (q_a, q_b) or plain q_proj */
+    float *q_a_norm;                     /* [q_lora_rank] */
+    dsv3_weight kv_a, kv_b, o;
+    float *kv_a_norm;                    /* [kv_lora_rank] */
+    int is_moe;
+    dsv3_ffn mlp;                        /* dense layers */
+    float *router;                       /* [E, hidden] f32 (router runs in fp32, spec §3.9) */
+    float *router_bias;                  /* [E] e_score_correction_bias, or NULL */
+    dsv3_ffn *experts;                   /* [E] */
+    dsv3_ffn shared;                     /* when n_shared_experts > 0 */
+} dsv3_layer;
+
+typedef struct {
+    float *enorm, *hnorm, *head_norm;
+    dsv3_weight eh_proj;                 /* [hidden, 2*hidden]: embedding half first (spec §4.1) */
+    dsv3_layer block;
+} dsv3_mtp_module;
+
+/* Growable scratch for one forward call (no allocation per token). */
+typedef struct {
+    int64_t n_tok, ctx;                  /* capacity it was sized for */
+    int nthreads;
+    float *base;
+    float *x, *hn, *qa, *q, *kv, *attn, *proj, *ffn_a, *ffn_b, *router_logits;
+    float *kvb;                          /* dequantised kv_b_proj [H*(nope+v), kv_lora] */
+    float *head_scratch;                 /* per thread: q~ (kvl+rope) + scores (ctx) + latent (kvl) */
+    float *moe_in, *moe_a, *moe_b, *moe_out;
+    int32_t *route_idx;                  /* [n_tok, K] */
+    float *route_w;                      /* [n_tok, K] */
+    int32_t *tok_list;                   /* [n_tok*K] */
+    float *tok_w;
+    int32_t *pos;                        /* [n_tok] position of each row */
+    int32_t *item_of;                    /* [n_tok] batch item of each row */
+} dsv3_workspace;
+
+struct dsv3_kv_cache {
+    int64_t cap, len, mtp_len, row, n_main, n_mtp;
+    float *data;                         /* [(n_main + n_mtp), cap, row] */
+};
+
+struct dsv3_model {
+    dsv3_config cfg;
+    dsv3_checkpoint *ckpt;
+    const dsv3_backend *be;
+    dsv3_weight embed, lm_head;
+    float *final_norm;
+    dsv3_layer *layers;
+    int has_mtp;
+    dsv3_mtp_module mtp;
+    float *rope_freqs;                   /* [rope_dim/2] YaRN-corrected */
+    float softmax_scale, rope_attn_factor;
+    int64_t n_moe_layers;
+    dsv3_workspace ws;
+    void **allocs;                       /* everything malloc'd at load, freed together */
+    size_t n_allocs, cap_allocs;
+};
+
+static inline float *kv_cache_row(dsv3_kv_cache *c, int64_t layer, int64_t pos) {
+    return c->data + (layer * c->cap + pos) * c->row;
+}
+
+/* forward pieces */
+dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_error *err);
+void dsv3_ws_free(dsv3_workspace *ws);
+void dsv3_embed_rows(const dsv3_model *m, const int32_t *tokens, int64_t n, float *x);
+/* Attention sub-block: x[n, hidden] += MLA(attn_norm(x)); rows belong to
+ * items (per-row cache item + position in m->ws.item_of / m->ws.pos). */
+void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches, float *x,
+                      int64_t n);
+/* FFN sub-block: x += FFN(ffn_norm(x)); for MoE fills route idx/w ([n,K]) when non-NULL. */
+void dsv3_ffn_forward(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n, int32_t *route_idx, float *route_w);
+/* Routes one token: scores from logits[E] -> idx[K] (sorted by id), w[K]. */
+void dsv3_route_token(const dsv3_config *c, const float *logits, const float *bias, int32_t *idx, float *w,
+                      float *scratch /* [2E + n_group] */);
+
+#endif

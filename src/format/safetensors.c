@@ -333,7 +333,7 @@ dsv3_status dsv3_st_open(const char *path, dsv3_st_file **out, dsv3_error *err) 
         return dsv3_fail(err, DSV3_ERR_NOMEM, "%s: out of memory", path);
     }
     dsv3_status st = DSV3_OK;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* O_NONBLOCK: never hang on a FIFO */
     if (fd < 0) {
         st = dsv3_fail(err, errno == ENOENT ? DSV3_ERR_NOT_FOUND : DSV3_ERR_IO, "%s: cannot open: %s", path,
                        strerror(errno));
@@ -575,7 +575,8 @@ dsv3_status dsv3_ckpt_open(const char *dir, dsv3_checkpoint **out, dsv3_error *e
         goto done;
     }
     if (stat(idx, &sb) == 0) {
-        st = open_sharded(c, dir, idx, err);
+        if (!S_ISREG(sb.st_mode)) st = dsv3_fail(err, DSV3_ERR_IO, "%s: not a regular file", idx);
+        else st = open_sharded(c, dir, idx, err);
     } else if (errno != ENOENT) {
         st = dsv3_fail(err, DSV3_ERR_IO, "%s: cannot access: %s", idx, strerror(errno));
     } else if (stat(single, &sb) == 0 || errno != ENOENT) {

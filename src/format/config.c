@@ -195,7 +195,7 @@ static dsv3_status parse_root(cfg_ctx *c, dsv3_config *cfg) {
 
 dsv3_status dsv3_config_parse(const char *json, size_t len, const char *name, dsv3_config *cfg, dsv3_error *err) {
     json_error_t jerr;
-    json_t *root = json_loadb(json, len, 0, &jerr);
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return dsv3_fail(err, DSV3_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", name, jerr.line, jerr.column,
                          jerr.text);

@@ -17,13 +17,22 @@ dsv3_status dsv3_fail(dsv3_error *err, dsv3_status code, const char *fmt, ...) {
 
 dsv3_status dsv3_wrap(dsv3_error *err, dsv3_status code, const char *fmt, ...) {
     if (err) {
-        char prefix[512], old[sizeof err->msg];
+        char old[sizeof err->msg];
+        memcpy(old, err->msg, sizeof old);
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(prefix, sizeof prefix, fmt, ap);
+        int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
-        memcpy(old, err->msg, sizeof old);
-        snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+        /* append ": <old message>" after the prefix, truncating if needed */
+        if (n >= 0 && (size_t)n < sizeof err->msg - 2) {
+            size_t room = sizeof err->msg - (size_t)n;
+            err->msg[n] = ':';
+            err->msg[n + 1] = ' ';
+            size_t len = strnlen(old, sizeof old - 1);
+            if (len > room - 3) len = room - 3;
+            memcpy(err->msg + n + 2, old, len);
+            err->msg[n + 2 + len] = 0;
+        }
         err->code = code;
     }
     return code;

@@ -8,5 +8,6 @@ int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
+int cmd_init_model(int argc, char **argv);
 
 #endif

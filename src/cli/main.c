@@ -15,6 +15,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "text -> token ids with a HuggingFace tokenizer.json"},
     {"detokenize", cmd_detokenize, "token ids -> text"},
     {"chat-template", cmd_chat_template, "render chat messages with the model's chat template"},
+    {"init-model", cmd_init_model, "create a randomly initialised checkpoint from a config.json"},
 };
 
 static void usage(FILE *out) {

@@ -1,4 +1,4 @@
-/* Internal model layout shared by src/model/*.c. */
+/* Internal model layout shared by the files of src/model. */
 #ifndef DSV3_MODEL_INTERNAL_H
 #define DSV3_MODEL_INTERNAL_H
 

@@ -1,4 +1,4 @@
-/* Internal structures of the training path (src/train/*.c). */
+/* Internal structures of the training path (the files of src/train). */
 #ifndef DSV3_TRAIN_INTERNAL_H
 #define DSV3_TRAIN_INTERNAL_H
 

@@ -38,6 +38,7 @@ struct dsv3_train_model {
     float **biases;       /* [num_hidden_layers] (NULL for dense) */
     float *rope_freqs;
     float sigma, rope_amp;
+    char *config_json;    /* config.json text of the source checkpoint */
 };
 
 /* Sequence layout of a block call: B sequences of S tokens each, rows b*S+s, position s. */

@@ -144,6 +144,21 @@ dsv3_status dsv3_train_model_load(const char *dir, dsv3_train_model **out, dsv3_
         tm->has_mtp = !bad;
     }
     dsv3_model_free(m);
+    if (!bad) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        FILE *f = fopen(path, "rb");
+        bad = !f;
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long len = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            tm->config_json = len >= 0 && len < (64 << 20) ? malloc((size_t)len + 1) : NULL;
+            bad = !tm->config_json || fread(tm->config_json, 1, (size_t)len, f) != (size_t)len;
+            if (!bad) tm->config_json[len] = 0;
+            fclose(f);
+        }
+    }
     if (bad) {
         dsv3_train_model_free(tm);
         return dsv3_fail(err, DSV3_ERR_NOMEM, "%s: out of memory building FP32 master weights", dir);
@@ -161,12 +176,12 @@ void dsv3_train_model_free(dsv3_train_model *tm) {
     if (!tm) return;
     for (int i = 0; i < tm->n_params; i++) {
         dsv3_param *p = &tm->params[i];
-        free(p->name); free(p->w); free(p->g); free(p->m); free(p->v);
+        free(p->name); free(p->w); free(p->g); free(p->m); free(p->v); free(p->m16); free(p->v16);
     }
     if (tm->layers)
         for (int64_t l = 0; l < tm->cfg.num_hidden_layers; l++) free_tlayer(&tm->cfg, &tm->layers[l]);
     free_tlayer(&tm->cfg, &tm->mtp.block);
-    free(tm->params); free(tm->layers); free(tm->biases); free(tm->rope_freqs);
+    free(tm->params); free(tm->layers); free(tm->biases); free(tm->rope_freqs); free(tm->config_json);
     free(tm);
 }
 

@@ -1,0 +1,126 @@
+/* dsv3 grad --model DIR --input IN.safetensors --output OUT.safetensors
+ * One training forward/backward + one AdamW step + one bias update, written
+ * with the names of ../shared/fixtures/tiny/train_reference.safetensors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "dsv3/train.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: dsv3 grad --model DIR --input IN.safetensors --output OUT.safetensors [-t N]\n\n"
+               "Reads 'input_ids' (I64/I32 [B,T]) and 'hparams' (F32 [8] = lambda, alpha, gamma, lr,\n"
+               "beta1, beta2, eps, weight_decay); runs one forward/backward in FP32 and writes\n"
+               "loss_main, loss_mtp, loss_bal, loss_total, grad.<name>, after_adamw.<name> (one AdamW\n"
+               "step from zero moments), expert_load.<layer> and bias_after_update.<bias name>.\n"
+               "  -t N   threads (default: all cores)\n");
+}
+
+static int add_scalar(dsv3_st_writer *w, const char *name, double v, dsv3_error *err) {
+    float f = (float)v;
+    int64_t shape[1] = {1};
+    return dsv3_st_writer_add(w, name, DSV3_F32, 1, shape, &f, err) != DSV3_OK;
+}
+
+int cmd_grad(int argc, char **argv) {
+    const char *model_dir = NULL, *in_path = NULL, *out_path = NULL, *threads = NULL;
+    int bad = 0;
+    for (int i = 1; i < argc && !bad; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
+        if (cli_opt(argc, argv, &i, "--model", &model_dir, &bad) || cli_opt(argc, argv, &i, "--input", &in_path, &bad) ||
+            cli_opt(argc, argv, &i, "--output", &out_path, &bad) || cli_opt(argc, argv, &i, "-t", &threads, &bad))
+            continue;
+        fprintf(stderr, "dsv3 grad: unknown argument '%s'\n", argv[i]);
+        bad = 1;
+    }
+    if (bad || !model_dir || !in_path || !out_path) {
+        if (!bad) fprintf(stderr, "dsv3 grad: --model, --input and --output are required\n");
+        usage(stderr);
+        return 2;
+    }
+    int64_t nthreads = 0;
+    if (threads && cli_parse_i64(threads, 0, 4096, &nthreads)) { fprintf(stderr, "dsv3 grad: bad -t '%s'\n", threads); return 2; }
+    cli_set_threads(nthreads);
+
+    dsv3_error err = {0};
+    int rc = 1;
+    dsv3_st_file *in = NULL;
+    dsv3_train_model *tm = NULL;
+    dsv3_st_writer *w = NULL;
+    int32_t *ids = NULL;
+    float *loads = NULL, hp[8];
+    if (dsv3_st_open(in_path, &in, &err)) goto fail;
+    const dsv3_tensor_view *ti = dsv3_st_find(in, "input_ids"), *th = dsv3_st_find(in, "hparams");
+    if (!ti || ti->ndim != 2 || (ti->dtype != DSV3_I64 && ti->dtype != DSV3_I32) || ti->shape[0] < 1 || ti->shape[1] < 2 ||
+        ti->numel > (1u << 24)) {
+        dsv3_fail(&err, DSV3_ERR_FORMAT, "%s: needs 'input_ids' I64/I32 [B,T] with T >= 2", in_path);
+        goto fail;
+    }
+    if (!th || th->dtype != DSV3_F32 || th->numel != 8) {
+        dsv3_fail(&err, DSV3_ERR_FORMAT, "%s: needs 'hparams' F32 [8]", in_path);
+        goto fail;
+    }
+    memcpy(hp, th->data, sizeof hp);
+    int64_t B = ti->shape[0], T = ti->shape[1];
+    ids = malloc(sizeof(int32_t) * B * T);
+    if (!ids) { dsv3_fail(&err, DSV3_ERR_NOMEM, "out of memory"); goto fail; }
+    for (int64_t i = 0; i < B * T; i++) {
+        int64_t v;
+        if (ti->dtype == DSV3_I64) memcpy(&v, (const char *)ti->data + 8 * i, 8);
+        else { int32_t v32; memcpy(&v32, (const char *)ti->data + 4 * i, 4); v = v32; }
+        if (v < 0 || v > INT32_MAX) { dsv3_fail(&err, DSV3_ERR_INVALID, "%s: input_ids[%lld] is not a token id", in_path, (long long)i); goto fail; }
+        ids[i] = (int32_t)v;
+    }
+    if (dsv3_train_model_load(model_dir, &tm, &err)) goto fail;
+    const dsv3_config *c = dsv3_train_model_config(tm);
+    const int64_t E = c->n_routed_experts > 0 ? c->n_routed_experts : 1;
+    loads = calloc((size_t)(c->num_hidden_layers * E), sizeof(float));
+    w = dsv3_st_writer_new();
+    if (!loads || !w) { dsv3_fail(&err, DSV3_ERR_NOMEM, "out of memory"); goto fail; }
+    dsv3_step_stats stats = {.expert_load = loads};
+    dsv3_loss_params lp = {hp[0], hp[1]};
+    dsv3_train_zero_grad(tm);
+    if (dsv3_train_forward_backward(tm, ids, B, T, &lp, &stats, &err)) goto fail;
+    if (add_scalar(w, "loss_main", stats.loss_main, &err) || add_scalar(w, "loss_mtp", stats.loss_mtp, &err) ||
+        add_scalar(w, "loss_bal", stats.loss_bal, &err) || add_scalar(w, "loss_total", stats.loss_total, &err))
+        goto fail;
+    char name[700];
+    for (int i = 0; i < dsv3_train_model_n_params(tm); i++) {
+        dsv3_param *p = dsv3_train_model_param(tm, i);
+        snprintf(name, sizeof name, "grad.%s", p->name);
+        if (dsv3_st_writer_add(w, name, DSV3_F32, p->ndim, p->shape, p->g, &err)) goto fail;
+    }
+    dsv3_adamw_params ap = {hp[3], hp[4], hp[5], hp[6], hp[7]};
+    if (dsv3_adamw_step(tm, &ap, 1, &err)) goto fail;
+    for (int i = 0; i < dsv3_train_model_n_params(tm); i++) {
+        dsv3_param *p = dsv3_train_model_param(tm, i);
+        snprintf(name, sizeof name, "after_adamw.%s", p->name);
+        if (dsv3_st_writer_add(w, name, DSV3_F32, p->ndim, p->shape, p->w, &err)) goto fail;
+    }
+    int64_t moe_i = 0;
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        float *bias = dsv3_train_model_bias(tm, l);
+        if (!bias) continue;
+        int64_t shape[1] = {E};
+        snprintf(name, sizeof name, "expert_load.%lld", (long long)l);
+        if (dsv3_st_writer_add(w, name, DSV3_F32, 1, shape, loads + moe_i * E, &err)) goto fail;
+        dsv3_bias_update(bias, loads + moe_i * E, E, hp[2]);
+        snprintf(name, sizeof name, "bias_after_update.model.layers.%lld.mlp.gate.e_score_correction_bias", (long long)l);
+        if (dsv3_st_writer_add(w, name, DSV3_F32, 1, shape, bias, &err)) goto fail;
+        moe_i++;
+    }
+    if (dsv3_st_writer_save(w, out_path, &err)) goto fail;
+    fprintf(stderr, "loss_main %.6f  loss_mtp %.6f  loss_bal %.6f  loss_total %.6f\n", stats.loss_main, stats.loss_mtp,
+            stats.loss_bal, stats.loss_total);
+    rc = 0;
+fail:
+    if (rc) cli_error("grad", &err);
+    dsv3_st_writer_free(w);
+    dsv3_train_model_free(tm);
+    dsv3_st_close(in);
+    free(ids);
+    free(loads);
+    return rc;
+}

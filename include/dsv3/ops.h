@@ -12,6 +12,10 @@
 
 #include "dsv3/dtype.h"
 
+/* Parallel regions below this many multiply-adds run on one thread: forking
+ * costs more than it saves (results are identical either way). */
+#define DSV3_OMP_MIN_WORK (1 << 16)
+
 /* A 2-D weight W[rows][cols] as stored in the checkpoint: F32, BF16, F16, or
  * FP8 (E4M3/E5M2) with block scales S[ceil(rows/br)][ceil(cols/bc)] that are
  * multiplied in (spec §2.4). Data may be unaligned (mmap). */

@@ -57,12 +57,12 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
         }
     }
     /* kv_b_proj dequantised once per call: rows [h*(nope+v), +nope) = W_UK_h, next vd rows = W_UV_h */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nh * kvb_stride * kvl > DSV3_OMP_MIN_WORK)
     for (int64_t r = 0; r < nh * kvb_stride; r++) dsv3_weight_row_f32(&L->kv_b, r, ws->kvb + r * kvl);
 
     const float sigma = m->softmax_scale;
     const int64_t scratch = row + ws->ctx + kvl;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (n * nh * ws->ctx * row > DSV3_OMP_MIN_WORK)
     for (int64_t th = 0; th < n * nh; th++) {
         int64_t t = th / nh, h = th % nh;
         float *qt = ws->head_scratch + omp_get_thread_num() * scratch, *sc = qt + row, *lat = sc + ws->ctx;

@@ -25,7 +25,7 @@ dsv3_status dsv3_adamw_step(dsv3_train_model *tm, const dsv3_adamw_params *p, in
                 return dsv3_fail(err, DSV3_ERR_NOMEM, "out of memory for AdamW moments of '%s'", q->name);
         }
         const int bf16 = p->bf16_moments;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (q->numel > DSV3_OMP_MIN_WORK / 8)
         for (int64_t j = 0; j < q->numel; j++) {
             float g = q->g[j];
             float m = bf16 ? dsv3_bf16_to_f32(q->m16[j]) : q->m[j];

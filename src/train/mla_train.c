@@ -61,7 +61,7 @@ mla_cache *mla_train_forward(const dsv3_train_model *tm, const tlayer *L, tseq s
     }
     t_rms(c->c, c->ckv_pre, n, L->kv_a_norm, eps);
     t_mm(c->kvb, c->c, n, L->kv_b);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (n * S * nh * qk > DSV3_OMP_MIN_WORK)
     for (int64_t b = 0; b < sq.B; b++)
         for (int64_t h = 0; h < nh; h++) {
             for (int64_t i = 0; i < S; i++) {
@@ -106,7 +106,7 @@ void mla_train_backward(dsv3_train_model *tm, tlayer *L, tseq sq, mla_cache *c, 
           *dqa = malloc(sizeof(float) * n * (qlr > 0 ? qlr : 1)), *dqa_pre = malloc(sizeof(float) * n * (qlr > 0 ? qlr : 1)),
           *dp = malloc(sizeof(float) * sq.B * nh * S); /* per (b,h) row of dP */
     t_mm_bwd(dO, 0, dx, c->o, n, L->o);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (n * S * nh * qk > DSV3_OMP_MIN_WORK)
     for (int64_t b = 0; b < sq.B; b++)
         for (int64_t h = 0; h < nh; h++) {
             float *dpr = dp + (b * nh + h) * S;

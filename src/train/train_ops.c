@@ -15,7 +15,7 @@ void t_mm_bwd(float *dx, int accumulate, const float *dy, const float *x, int64_
     const int64_t rows = W->shape[0], cols = W->shape[1];
     if (dx) {
         /* dx[t][i] = Σ_o dy[t][o] W[o][i], o ascending */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * rows * cols > DSV3_OMP_MIN_WORK)
         for (int64_t t = 0; t < n; t++) {
             float *d = dx + t * cols;
             if (!accumulate) memset(d, 0, sizeof(float) * cols);
@@ -29,7 +29,7 @@ void t_mm_bwd(float *dx, int accumulate, const float *dy, const float *x, int64_
         }
     }
     /* dW[o][i] += Σ_t dy[t][o] x[t][i], t ascending */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * rows * cols > DSV3_OMP_MIN_WORK)
     for (int64_t o = 0; o < rows; o++) {
         float *gw = W->g + o * cols;
         for (int64_t t = 0; t < n; t++) {

@@ -94,7 +94,7 @@ static void cpu_matmul_rows(float *out, int64_t ld, const float *x, int64_t T, c
                             int64_t r1) {
     int64_t cols = W->cols;
     int use_buf = T > 1 && cols <= ROW_BUF_MAX && W->dtype != DSV3_F32;
-#pragma omp parallel
+#pragma omp parallel if ((r1 - r0) * cols * T > DSV3_OMP_MIN_WORK)
     {
         float buf[use_buf ? cols : 1];
 #pragma omp for schedule(static)

@@ -92,7 +92,7 @@ int cmd_grad(int argc, char **argv) {
         snprintf(name, sizeof name, "grad.%s", p->name);
         if (dsv3_st_writer_add(w, name, DSV3_F32, p->ndim, p->shape, p->g, &err)) goto fail;
     }
-    dsv3_adamw_params ap = {hp[3], hp[4], hp[5], hp[6], hp[7]};
+    dsv3_adamw_params ap = {hp[3], hp[4], hp[5], hp[6], hp[7], 0};
     if (dsv3_adamw_step(tm, &ap, 1, &err)) goto fail;
     for (int i = 0; i < dsv3_train_model_n_params(tm); i++) {
         dsv3_param *p = dsv3_train_model_param(tm, i);

@@ -86,7 +86,7 @@ TEST(train_grad_golden_tiny) {
      * asserted — Adam's first step maps g to ~lr·g/(|g|+eps), so gradient elements
      * of |g| ~ 1e-9 (float32 noise at max|g| ~ 1e-2, in torch's result as in ours)
      * decide whole updates. (b) From the reference gradients: asserted at 1e-5. */
-    dsv3_adamw_params ap = {hp[3], hp[4], hp[5], hp[6], hp[7]};
+    dsv3_adamw_params ap = {hp[3], hp[4], hp[5], hp[6], hp[7], 0};
     float **w0 = calloc((size_t)dsv3_train_model_n_params(tm), sizeof(float *));
     for (int i = 0; i < dsv3_train_model_n_params(tm); i++) {
         dsv3_param *p = dsv3_train_model_param(tm, i);

@@ -46,6 +46,11 @@ typedef struct {
     int64_t B, S;
 } tseq;
 
+/* ---- f32 GEMMs (src/train/gemm_f32.c); each C element reduces over k in order ---- */
+void t_gemm_nn(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K, int acc);
+int t_gemm_nt(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K);     /* C = A·Bᵀ */
+int t_gemm_tn_acc(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K); /* C += Aᵀ·B */
+
 /* ---- f32 matmul helpers over params (fixed reduction orders) ---- */
 /* out[n, W.rows] = x[n, W.cols] · Wᵀ */
 void t_mm(float *out, const float *x, int64_t n, const dsv3_param *W);

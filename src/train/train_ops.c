@@ -6,15 +6,23 @@
 
 #include "train/train_internal.h"
 
+/* Small products keep the simple loops (no packing); large ones use the tiled GEMM. */
+#define GEMM_MIN_WORK (1 << 18)
+
 void t_mm(float *out, const float *x, int64_t n, const dsv3_param *W) {
-    dsv3_weight w = {.dtype = DSV3_F32, .rows = W->shape[0], .cols = W->shape[1], .data = W->w};
+    const int64_t rows = W->shape[0], cols = W->shape[1];
+    if (n * rows * cols >= GEMM_MIN_WORK && t_gemm_nt(out, x, W->w, n, rows, cols) == 0) return;
+    dsv3_weight w = {.dtype = DSV3_F32, .rows = rows, .cols = cols, .data = W->w};
     dsv3_backend_cpu()->matmul(out, x, n, &w);
 }
 
 void t_mm_bwd(float *dx, int accumulate, const float *dy, const float *x, int64_t n, dsv3_param *W) {
     const int64_t rows = W->shape[0], cols = W->shape[1];
-    if (dx) {
-        /* dx[t][i] = Σ_o dy[t][o] W[o][i], o ascending */
+    int big = n * rows * cols >= GEMM_MIN_WORK;
+    /* dx[n][cols] (+)= dy[n][rows] · W[rows][cols] */
+    if (dx && big) {
+        t_gemm_nn(dx, dy, W->w, n, cols, rows, accumulate);
+    } else if (dx) {
 #pragma omp parallel for schedule(static) if (n * rows * cols > DSV3_OMP_MIN_WORK)
         for (int64_t t = 0; t < n; t++) {
             float *d = dx + t * cols;
@@ -22,19 +30,18 @@ void t_mm_bwd(float *dx, int accumulate, const float *dy, const float *x, int64_
             const float *g = dy + t * rows;
             for (int64_t o = 0; o < rows; o++) {
                 float a = g[o];
-                if (a == 0.0f) continue;
                 const float *wr = W->w + o * cols;
                 for (int64_t i = 0; i < cols; i++) d[i] += a * wr[i];
             }
         }
     }
-    /* dW[o][i] += Σ_t dy[t][o] x[t][i], t ascending */
+    /* W.g[rows][cols] += dy[n][rows]ᵀ · x[n][cols] */
+    if (big && t_gemm_tn_acc(W->g, dy, x, rows, cols, n) == 0) return;
 #pragma omp parallel for schedule(static) if (n * rows * cols > DSV3_OMP_MIN_WORK)
     for (int64_t o = 0; o < rows; o++) {
         float *gw = W->g + o * cols;
         for (int64_t t = 0; t < n; t++) {
             float a = dy[t * rows + o];
-            if (a == 0.0f) continue;
             const float *xr = x + t * cols;
             for (int64_t i = 0; i < cols; i++) gw[i] += a * xr[i];
         }

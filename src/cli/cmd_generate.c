@@ -8,11 +8,18 @@
 #include "cli/commands.h"
 #include "dsv3/model.h"
 #include "dsv3/sampling.h"
+#include "dsv3/tokenizer.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: dsv3 generate --model DIR --prompt-ids 1,2,3 [-n N] [options]\n\n"
+    fprintf(f, "usage: dsv3 generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [-n N] [options]\n\n"
                "Prefills the prompt into the compressed KV cache, then decodes token by token.\n"
-               "Prints the generated ids on one line, comma-separated.\n\n"
+               "With --prompt the text is tokenized with the model's tokenizer (DIR/tokenizer.json or\n"
+               "--tokenizer) and the generated text is streamed to stdout; with --prompt-ids the\n"
+               "generated ids are printed on one line, comma-separated.\n\n"
+               "  --prompt TEXT   text prompt (BOS is added as the tokenizer config says)\n"
+               "  --chat          wrap --prompt as a user turn of the chat template (+ generation prompt)\n"
+               "  --tokenizer DIR tokenizer directory (default: the model directory)\n"
+               "  --print-ids     print ids even with a text prompt\n"
                "  -n N            tokens to generate (default 16)\n"
                "  --temp T        temperature; 0 = greedy (default 0)\n"
                "  --top-p P       nucleus sampling threshold in (0,1] (default 1)\n"
@@ -30,13 +37,17 @@ static double now_s(void) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *prompt = NULL, *n_s = "16", *temp_s = "0", *top_p_s = "1", *top_k_s = "0",
+    const char *model_dir = NULL, *prompt = NULL, *text = NULL, *tok_dir = NULL, *n_s = "16", *temp_s = "0", *top_p_s = "1", *top_k_s = "0",
                *seed_s = "0", *threads = NULL;
-    int bad = 0, ignore_eos = 0, stats = 0;
+    int bad = 0, ignore_eos = 0, stats = 0, chat = 0, print_ids = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         if (!strcmp(argv[i], "--ignore-eos")) { ignore_eos = 1; continue; }
         if (!strcmp(argv[i], "--stats")) { stats = 1; continue; }
+        if (!strcmp(argv[i], "--chat")) { chat = 1; continue; }
+        if (!strcmp(argv[i], "--print-ids")) { print_ids = 1; continue; }
+        if (cli_opt(argc, argv, &i, "--prompt", &text, &bad) || cli_opt(argc, argv, &i, "--tokenizer", &tok_dir, &bad))
+            continue;
         if (cli_opt(argc, argv, &i, "--model", &model_dir, &bad) || cli_opt(argc, argv, &i, "--prompt-ids", &prompt, &bad) ||
             cli_opt(argc, argv, &i, "-n", &n_s, &bad) || cli_opt(argc, argv, &i, "--temp", &temp_s, &bad) ||
             cli_opt(argc, argv, &i, "--top-p", &top_p_s, &bad) || cli_opt(argc, argv, &i, "--top-k", &top_k_s, &bad) ||
@@ -45,8 +56,8 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "dsv3 generate: unknown argument '%s'\n", argv[i]);
         bad = 1;
     }
-    if (bad || !model_dir || !prompt) {
-        if (!bad) fprintf(stderr, "dsv3 generate: --model and --prompt-ids are required\n");
+    if (bad || !model_dir || (!prompt == !text) || (chat && !text)) {
+        if (!bad) fprintf(stderr, "dsv3 generate: --model and one of --prompt / --prompt-ids are required (--chat needs --prompt)\n");
         usage(stderr);
         return 2;
     }
@@ -66,11 +77,38 @@ int cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     float *logits = NULL;
     dsv3_sampler smp = {0};
+    dsv3_tokenizer *tok = NULL;
+    dsv3_tok_stream stream = {0};
+    int have_stream = 0;
     int rc = 1;
     int64_t n_prompt = 0;
     if (dsv3_model_load(model_dir, &m, &err)) goto fail;
     const dsv3_config *c = dsv3_model_config(m);
-    if (cli_parse_ids(prompt, &ids, &n_prompt, c->vocab_size - 1)) {
+    if (text) {
+        if (dsv3_tokenizer_load(tok_dir ? tok_dir : model_dir, &tok, &err)) goto fail;
+        dsv3_ids tids = {0};
+        char *rendered = NULL;
+        size_t rlen = 0;
+        dsv3_status ts;
+        if (chat) {
+            dsv3_chat_message msg = {.role = "user", .content = text};
+            ts = dsv3_tokenizer_apply_chat_template(tok, &msg, 1, 1, &rendered, &rlen, &err);
+            if (!ts) ts = dsv3_tokenizer_encode(tok, rendered, rlen, 0, &tids, &err);
+        } else {
+            ts = dsv3_tokenizer_encode(tok, text, strlen(text), DSV3_TOK_ADD_SPECIAL, &tids, &err);
+        }
+        free(rendered);
+        if (!ts && tids.len == 0) ts = dsv3_fail(&err, DSV3_ERR_INVALID, "the prompt encodes to no tokens");
+        for (size_t k = 0; !ts && k < tids.len; k++)
+            if (tids.data[k] >= c->vocab_size)
+                ts = dsv3_fail(&err, DSV3_ERR_INVALID, "tokenizer id %d is outside the model's vocabulary (%lld)",
+                               tids.data[k], (long long)c->vocab_size);
+        ids = tids.data;
+        n_prompt = (int64_t)tids.len;
+        if (ts) goto fail;
+        dsv3_tok_stream_init(&stream, tok, DSV3_TOK_SKIP_SPECIAL);
+        have_stream = !print_ids;
+    } else if (cli_parse_ids(prompt, &ids, &n_prompt, c->vocab_size - 1)) {
         dsv3_fail(&err, DSV3_ERR_INVALID, "--prompt-ids must be comma-separated ids in [0, %lld)", (long long)c->vocab_size);
         goto fail;
     }
@@ -94,16 +132,29 @@ int cmd_generate(int argc, char **argv) {
     const float *last = logits + (n_prompt - 1) * c->vocab_size;
     int64_t produced = 0;
     for (int64_t i = 0; i < n_gen; i++) {
-        int32_t tok = dsv3_sample(&smp, last, c->vocab_size);
-        printf("%s%d", i ? "," : "", tok);
-        fflush(stdout);
+        int32_t next = dsv3_sample(&smp, last, c->vocab_size);
         produced++;
-        if (!ignore_eos && tok == c->eos_token_id) break;
+        if (have_stream) {
+            const char *piece;
+            size_t plen;
+            if (dsv3_tok_stream_push(&stream, next, &piece, &plen, &err)) goto fail;
+            fwrite(piece, 1, plen, stdout);
+        } else {
+            printf("%s%d", i ? "," : "", next);
+        }
+        fflush(stdout);
+        if (!ignore_eos && next == c->eos_token_id) break;
         if (i + 1 == n_gen) break;
-        dsv3_batch_item step = {kc, &tok, 1};
+        dsv3_batch_item step = {kc, &next, 1};
         dsv3_forward_out o1 = {.logits = logits};
         if (dsv3_forward(m, &step, 1, &o1, &err)) { printf("\n"); goto fail; }
         last = logits;
+    }
+    if (have_stream) {
+        const char *piece;
+        size_t plen;
+        dsv3_tok_stream_flush(&stream, &piece, &plen);
+        fwrite(piece, 1, plen, stdout);
     }
     printf("\n");
     double t2 = now_s();
@@ -115,6 +166,8 @@ int cmd_generate(int argc, char **argv) {
 fail:
     if (rc) cli_error("generate", &err);
     dsv3_sampler_free(&smp);
+    dsv3_tok_stream_free(&stream);
+    dsv3_tokenizer_free(tok);
     free(logits);
     free(ids);
     dsv3_kv_cache_free(kc);

@@ -1,0 +1,16 @@
+/* Fast FP8 E4M3FN encoding (bit manipulation instead of the table search of
+ * dsv3_f32_to_fp8_e4m3 in dtype.h; results are identical for every input). */
+#ifndef DSV3_FP8_H
+#define DSV3_FP8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Round-to-nearest-even to E4M3FN, saturating to +-448 (so +-Inf -> +-448);
+ * NaN -> 0x7F; -0.0 -> 0x80. Equals dsv3_f32_to_fp8_e4m3(f) bit for bit. */
+uint8_t dsv3_fp8_e4m3_encode(float f);
+
+/* Block quantisation helper: dst[i] = dsv3_fp8_e4m3_encode(src[i] / scale) for i < n. */
+void dsv3_fp8_e4m3_encode_n(const float *src, float scale, uint8_t *dst, size_t n);
+
+#endif

@@ -8,13 +8,13 @@
 
 #include "train/train_internal.h"
 
-typedef float v8 __attribute__((vector_size(32)));
+typedef float v8 __attribute__((vector_size(64))); /* 16 lanes: one AVX-512 register, two AVX2 */
 
 static inline v8 ld8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 static inline void st8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
 #define MR 4  /* rows of C per micro-tile */
-#define NR 16 /* columns of C per micro-tile (two v8) */
+#define NR 32 /* columns of C per micro-tile (two vectors) */
 
 /* C[i][j] = (acc ? C[i][j] : 0) + Σ_k A[i][k] B[k][j].
  * B is packed into 16-column panels [K][16] (zero-padded), so the inner loop
@@ -50,7 +50,7 @@ void t_gemm_nn(float *C, const float *A, const float *B, int64_t M, int64_t N, i
                 const float *a0 = A + i0 * K;
                 if (mr == MR) {
                     for (int64_t k = 0; k < K; k++) {
-                        v8 b0 = ld8(p + k * NR), b1 = ld8(p + k * NR + 8);
+                        v8 b0 = ld8(p + k * NR), b1 = ld8(p + k * NR + 16);
                         for (int r = 0; r < MR; r++) {
                             float a = a0[r * K + k];
                             c[r][0] += a * b0;
@@ -59,7 +59,7 @@ void t_gemm_nn(float *C, const float *A, const float *B, int64_t M, int64_t N, i
                     }
                 } else {
                     for (int64_t k = 0; k < K; k++) {
-                        v8 b0 = ld8(p + k * NR), b1 = ld8(p + k * NR + 8);
+                        v8 b0 = ld8(p + k * NR), b1 = ld8(p + k * NR + 16);
                         for (int r = 0; r < mr; r++) {
                             float a = a0[r * K + k];
                             c[r][0] += a * b0;
@@ -70,7 +70,7 @@ void t_gemm_nn(float *C, const float *A, const float *B, int64_t M, int64_t N, i
                 for (int64_t r = 0; r < mr; r++) {
                     float out[NR];
                     st8(out, c[r][0]);
-                    st8(out + 8, c[r][1]);
+                    st8(out + 16, c[r][1]);
                     float *crow = C + (i0 + r) * N + j0;
                     for (int64_t j = 0; j < nr; j++) crow[j] = acc ? crow[j] + out[j] : out[j];
                 }

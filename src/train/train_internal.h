@@ -39,6 +39,8 @@ struct dsv3_train_model {
     float *rope_freqs;
     float sigma, rope_amp;
     char *config_json;    /* config.json text of the source checkpoint */
+    float *big[4];        /* reused [tokens, vocab] buffers (logits and their gradients) */
+    int64_t big_cap[4];
 };
 
 /* Sequence layout of a block call: B sequences of S tokens each, rows b*S+s, position s. */

@@ -182,6 +182,7 @@ void dsv3_train_model_free(dsv3_train_model *tm) {
         for (int64_t l = 0; l < tm->cfg.num_hidden_layers; l++) free_tlayer(&tm->cfg, &tm->layers[l]);
     free_tlayer(&tm->cfg, &tm->mtp.block);
     free(tm->params); free(tm->layers); free(tm->biases); free(tm->rope_freqs); free(tm->config_json);
+    for (int i = 0; i < 4; i++) free(tm->big[i]);
     free(tm);
 }
 
@@ -221,17 +222,29 @@ static double cross_entropy(const float *logits, const int32_t *targets, int64_t
         float mx = l[0];
         for (int64_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
         double sum = 0;
-        for (int64_t v = 0; v < V; v++) sum += exp((double)(l[v] - mx));
-        double lse = mx + log(sum);
-        loss += lse - l[targets[r]];
-        float k = weight / (float)valid;
-        for (int64_t v = 0; v < V; v++) d[v] = (float)(exp((double)l[v] - lse)) * k;
+        for (int64_t v = 0; v < V; v++) {
+            d[v] = expf(l[v] - mx);
+            sum += d[v];
+        }
+        loss += mx + log(sum) - l[targets[r]];
+        float k = weight / (float)valid, inv = (float)(1.0 / sum) * k;
+        for (int64_t v = 0; v < V; v++) d[v] *= inv;
         d[targets[r]] -= k;
     }
     return valid ? loss / (double)valid : 0.0;
 }
 
 /* ---- whole model ---- */
+
+/* Buffer slot i of at least n floats, kept across steps (no page faults per step). */
+static float *big_buffer(dsv3_train_model *tm, int i, int64_t n) {
+    if (tm->big_cap[i] < n) {
+        free(tm->big[i]);
+        tm->big[i] = malloc(sizeof(float) * n);
+        tm->big_cap[i] = tm->big[i] ? n : 0;
+    }
+    return tm->big[i];
+}
 
 dsv3_status dsv3_train_forward_backward(dsv3_train_model *tm, const int32_t *ids, int64_t B, int64_t T,
                                         const dsv3_loss_params *lp, dsv3_step_stats *stats, dsv3_error *err) {
@@ -248,7 +261,7 @@ dsv3_status dsv3_train_forward_backward(dsv3_train_model *tm, const int32_t *ids
     mla_cache **mc = calloc((size_t)Lc, sizeof *mc);
     ffn_cache **fc = calloc((size_t)Lc, sizeof *fc);
     float *x = malloc(sizeof(float) * n * H), *xf = malloc(sizeof(float) * n * H), *h = malloc(sizeof(float) * n * H),
-          *logits = malloc(sizeof(float) * n * V), *dlog = malloc(sizeof(float) * n * V),
+          *logits = big_buffer(tm, 0, n * V), *dlog = big_buffer(tm, 1, n * V),
           *dh = calloc((size_t)(n * H), sizeof(float)), *dx = malloc(sizeof(float) * n * H);
     int32_t *tgt = malloc(sizeof(int32_t) * n);
     if (!mc || !fc || !x || !xf || !h || !logits || !dlog || !dh || !dx || !tgt) { st = DSV3_ERR_NOMEM; goto done; }
@@ -282,8 +295,8 @@ dsv3_status dsv3_train_forward_backward(dsv3_train_model *tm, const int32_t *ids
         float *emb = malloc(sizeof(float) * n2 * H), *hin = malloc(sizeof(float) * n2 * H),
               *cat = malloc(sizeof(float) * n2 * 2 * H), *tmp = malloc(sizeof(float) * n2 * H),
               *xm = malloc(sizeof(float) * n2 * H), *ym = malloc(sizeof(float) * n2 * H),
-              *yn = malloc(sizeof(float) * n2 * H), *ml = malloc(sizeof(float) * n2 * V),
-              *dml = malloc(sizeof(float) * n2 * V), *dyn = malloc(sizeof(float) * n2 * H),
+              *yn = malloc(sizeof(float) * n2 * H), *ml = big_buffer(tm, 2, n2 * V),
+              *dml = big_buffer(tm, 3, n2 * V), *dyn = malloc(sizeof(float) * n2 * H),
               *dcat = malloc(sizeof(float) * n2 * 2 * H), *dcol = malloc(sizeof(float) * n2 * H),
               *dpart = malloc(sizeof(float) * n2 * H);
         int32_t *t2 = malloc(sizeof(int32_t) * n2);
@@ -337,7 +350,7 @@ dsv3_status dsv3_train_forward_backward(dsv3_train_model *tm, const int32_t *ids
         }
         mla_cache_release(mmc);
         ffn_cache_release(mfc);
-        free(emb); free(hin); free(cat); free(tmp); free(xm); free(ym); free(yn); free(ml); free(dml); free(dyn);
+        free(emb); free(hin); free(cat); free(tmp); free(xm); free(ym); free(yn); free(dyn);
         free(dcat); free(dcol); free(dpart); free(t2);
         if (!ok) {
             st = DSV3_ERR_NOMEM;
@@ -371,6 +384,6 @@ done:
         if (fc) ffn_cache_release(fc[l]);
     }
     free(mc); free(fc);
-    free(x); free(xf); free(h); free(logits); free(dlog); free(dh); free(dx); free(tgt);
+    free(x); free(xf); free(h); free(dh); free(dx); free(tgt);
     return st;
 }

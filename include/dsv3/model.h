@@ -66,6 +66,29 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
 dsv3_status dsv3_mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
                              int64_t n, float *logits, dsv3_error *err);
 
+/* ---- generation (src/model/generate.c) ---- */
+struct dsv3_sampler;
+/* Called for every committed token; return nonzero to stop. */
+typedef int (*dsv3_token_cb)(int32_t token, void *ctx);
+typedef struct {
+    int64_t prompt_tokens, generated, mtp_drafted, mtp_accepted;
+    double prefill_s, decode_s;
+} dsv3_gen_stats;
+
+/* Prefills prompt into cache (which must be empty and hold n_prompt + max_new + 1
+ * tokens), then generates up to max_new tokens, stopping after eos_id (>= 0).
+ * use_mtp: speculative decoding with the MTP module (spec §4.3): one draft per
+ * step verified by a 2-token main forward; accepted with probability
+ * min(1, p/q), else resampled from max(p - q, 0) — the output distribution is
+ * unchanged and greedy output is token-identical to use_mtp = 0. */
+dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *cache, const int32_t *prompt, int64_t n_prompt,
+                          int64_t max_new, struct dsv3_sampler *smp, int use_mtp, int32_t eos_id, dsv3_token_cb cb,
+                          void *ctx, dsv3_gen_stats *stats, dsv3_error *err);
+
+/* As dsv3_mtp_forward but computes logits only for the last row (logits: [vocab]). */
+dsv3_status dsv3_mtp_forward_last(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
+                                  int64_t n, float *logits, dsv3_error *err);
+
 /* ---- parameter accounting (from the config alone; spec §1.3) ---- */
 typedef struct {
     int64_t total_main;     /* embedding + layers + final norm + head */

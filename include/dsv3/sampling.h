@@ -13,7 +13,7 @@ typedef struct {
     uint64_t seed;
 } dsv3_sampler_params;
 
-typedef struct {
+typedef struct dsv3_sampler {
     dsv3_sampler_params p;
     uint64_t rng;
     int64_t cap;
@@ -25,6 +25,12 @@ dsv3_status dsv3_sampler_init(dsv3_sampler *s, const dsv3_sampler_params *p, int
 void dsv3_sampler_free(dsv3_sampler *s);
 /* Picks the next token from logits[vocab]. */
 int32_t dsv3_sample(dsv3_sampler *s, const float *logits, int64_t vocab);
+/* The distribution dsv3_sample draws from, written to probs[vocab] (zeros
+ * outside the top-k / top-p set; one-hot argmax when temperature is 0). */
+void dsv3_sampler_probs(dsv3_sampler *s, const float *logits, int64_t vocab, float *probs);
+/* Draws an index from probs[vocab] (need not be normalised) with the sampler's RNG;
+ * the argmax when temperature is 0. */
+int32_t dsv3_sample_from(dsv3_sampler *s, const float *probs, int64_t vocab);
 /* Index of the largest logit (ties: lowest index). */
 int32_t dsv3_argmax(const float *logits, int64_t n);
 /* Uniform double in [0, 1) from a xorshift64* state. */

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -26,25 +25,45 @@ static void usage(FILE *f) {
                "  --top-k K       keep the K most likely tokens; 0 = off (default 0)\n"
                "  --seed S        RNG seed (default 0)\n"
                "  --ignore-eos    keep generating after the end-of-sequence token\n"
-               "  --stats         print prefill/decode speed to stderr\n"
+               "  --mtp           speculative decoding with the model's MTP module (same greedy output)\n"
+               "  --stats         print one JSON line of speed/MTP statistics to stderr\n"
                "  -t N            threads (default: all cores)\n");
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+typedef struct {
+    dsv3_tok_stream *stream; /* NULL: print ids */
+    int64_t count;
+    int failed;
+} printer;
+
+static int print_token(int32_t tok, void *ctx) {
+    printer *p = ctx;
+    if (p->stream) {
+        const char *piece;
+        size_t plen;
+        if (dsv3_tok_stream_push(p->stream, tok, &piece, &plen, NULL)) {
+            p->failed = 1;
+            return 1;
+        }
+        fwrite(piece, 1, plen, stdout);
+    } else {
+        printf("%s%d", p->count ? "," : "", tok);
+    }
+    p->count++;
+    fflush(stdout);
+    return 0;
 }
 
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL, *text = NULL, *tok_dir = NULL, *n_s = "16", *temp_s = "0", *top_p_s = "1", *top_k_s = "0",
                *seed_s = "0", *threads = NULL;
-    int bad = 0, ignore_eos = 0, stats = 0, chat = 0, print_ids = 0;
+    int bad = 0, ignore_eos = 0, stats = 0, chat = 0, print_ids = 0, use_mtp = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         if (!strcmp(argv[i], "--ignore-eos")) { ignore_eos = 1; continue; }
         if (!strcmp(argv[i], "--stats")) { stats = 1; continue; }
         if (!strcmp(argv[i], "--chat")) { chat = 1; continue; }
+        if (!strcmp(argv[i], "--mtp")) { use_mtp = 1; continue; }
         if (!strcmp(argv[i], "--print-ids")) { print_ids = 1; continue; }
         if (cli_opt(argc, argv, &i, "--prompt", &text, &bad) || cli_opt(argc, argv, &i, "--tokenizer", &tok_dir, &bad))
             continue;
@@ -75,7 +94,6 @@ int cmd_generate(int argc, char **argv) {
     dsv3_model *m = NULL;
     dsv3_kv_cache *kc = NULL;
     int32_t *ids = NULL;
-    float *logits = NULL;
     dsv3_sampler smp = {0};
     dsv3_tokenizer *tok = NULL;
     dsv3_tok_stream stream = {0};
@@ -113,43 +131,13 @@ int cmd_generate(int argc, char **argv) {
         goto fail;
     }
     if (dsv3_kv_cache_new(m, n_prompt + n_gen + 1, &kc, &err)) goto fail;
-    logits = malloc(sizeof(float) * c->vocab_size * n_prompt);
-    if (!logits) { dsv3_fail(&err, DSV3_ERR_NOMEM, "out of memory"); goto fail; }
     dsv3_sampler_params sp = {temp, top_p, top_k, (uint64_t)seed};
     if (dsv3_sampler_init(&smp, &sp, c->vocab_size, &err)) goto fail;
 
-    /* prefill: logits only for the last prompt row */
-    uint8_t *mask = calloc((size_t)n_prompt, 1);
-    if (!mask) { dsv3_fail(&err, DSV3_ERR_NOMEM, "out of memory"); goto fail; }
-    mask[n_prompt - 1] = 1;
-    double t0 = now_s();
-    dsv3_batch_item item = {kc, ids, n_prompt};
-    dsv3_forward_out out = {.logits = logits, .logits_mask = mask};
-    dsv3_status st = dsv3_forward(m, &item, 1, &out, &err);
-    free(mask);
-    if (st) goto fail;
-    double t1 = now_s();
-    const float *last = logits + (n_prompt - 1) * c->vocab_size;
-    int64_t produced = 0;
-    for (int64_t i = 0; i < n_gen; i++) {
-        int32_t next = dsv3_sample(&smp, last, c->vocab_size);
-        produced++;
-        if (have_stream) {
-            const char *piece;
-            size_t plen;
-            if (dsv3_tok_stream_push(&stream, next, &piece, &plen, &err)) goto fail;
-            fwrite(piece, 1, plen, stdout);
-        } else {
-            printf("%s%d", i ? "," : "", next);
-        }
-        fflush(stdout);
-        if (!ignore_eos && next == c->eos_token_id) break;
-        if (i + 1 == n_gen) break;
-        dsv3_batch_item step = {kc, &next, 1};
-        dsv3_forward_out o1 = {.logits = logits};
-        if (dsv3_forward(m, &step, 1, &o1, &err)) { printf("\n"); goto fail; }
-        last = logits;
-    }
+    printer pr = {have_stream ? &stream : NULL, 0, 0};
+    dsv3_gen_stats gs;
+    dsv3_status st = dsv3_generate(m, kc, ids, n_prompt, n_gen, &smp, use_mtp, ignore_eos ? -1 : (int32_t)c->eos_token_id,
+                                   print_token, &pr, &gs, &err);
     if (have_stream) {
         const char *piece;
         size_t plen;
@@ -157,18 +145,22 @@ int cmd_generate(int argc, char **argv) {
         fwrite(piece, 1, plen, stdout);
     }
     printf("\n");
-    double t2 = now_s();
-    if (stats)
-        fprintf(stderr, "prefill: %lld tokens in %.3fs (%.1f tok/s); decode: %lld tokens in %.3fs (%.2f tok/s)\n",
-                (long long)n_prompt, t1 - t0, n_prompt / (t1 - t0), (long long)(produced > 0 ? produced - 1 : 0), t2 - t1,
-                produced > 1 ? (produced - 1) / (t2 - t1) : 0.0);
+    if (!st && pr.failed) st = dsv3_fail(&err, DSV3_ERR_INVALID, "cannot decode a generated token");
+    if (st) goto fail;
+    if (stats) {
+        /* decode speed counts the tokens after the first (which comes from the prefill) */
+        double dec = gs.generated > 1 && gs.decode_s > 0 ? (gs.generated - 1) / gs.decode_s : 0.0;
+        fprintf(stderr, "{\"prompt_tokens\":%lld,\"generated_tokens\":%lld,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,"
+                        "\"mtp_drafted\":%lld,\"mtp_accepted\":%lld}\n",
+                (long long)gs.prompt_tokens, (long long)gs.generated, gs.prefill_s > 0 ? gs.prompt_tokens / gs.prefill_s : 0.0,
+                dec, (long long)gs.mtp_drafted, (long long)gs.mtp_accepted);
+    }
     rc = 0;
 fail:
     if (rc) cli_error("generate", &err);
     dsv3_sampler_free(&smp);
     dsv3_tok_stream_free(&stream);
     dsv3_tokenizer_free(tok);
-    free(logits);
     free(ids);
     dsv3_kv_cache_free(kc);
     dsv3_model_free(m);

@@ -139,8 +139,8 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
     return DSV3_OK;
 }
 
-dsv3_status dsv3_mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
-                             int64_t n, float *logits, dsv3_error *err) {
+static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
+                               int64_t n, float *logits, int last_only, dsv3_error *err) {
     const dsv3_config *c = &m->cfg;
     if (!m->has_mtp) return dsv3_fail(err, DSV3_ERR_UNSUPPORTED, "model has no MTP layer");
     if (n <= 0) return dsv3_fail(err, DSV3_ERR_INVALID, "mtp: no rows");
@@ -170,7 +170,18 @@ dsv3_status dsv3_mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float *h
     dsv3_mla_forward(m, &mt->block, c->num_hidden_layers, caches, ws->x, n);
     dsv3_ffn_forward(m, &mt->block, ws->x, n, NULL, NULL);
     for (int64_t t = 0; t < n; t++) dsv3_rmsnorm(ws->hn + t * H, ws->x + t * H, mt->head_norm, H, eps);
-    if (logits) head_logits(m, ws->hn, n, logits, NULL);
+    if (logits && last_only) m->be->matmul(logits, ws->hn + (n - 1) * H, 1, &m->lm_head);
+    else if (logits) head_logits(m, ws->hn, n, logits, NULL);
     cache->mtp_len += n;
     return DSV3_OK;
+}
+
+dsv3_status dsv3_mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
+                             int64_t n, float *logits, dsv3_error *err) {
+    return mtp_forward(m, cache, hidden, next_tokens, n, logits, 0, err);
+}
+
+dsv3_status dsv3_mtp_forward_last(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
+                                  int64_t n, float *logits, dsv3_error *err) {
+    return mtp_forward(m, cache, hidden, next_tokens, n, logits, 1, err);
 }

@@ -84,3 +84,47 @@ int32_t dsv3_sample(dsv3_sampler *s, const float *logits, int64_t vocab) {
     }
     return s->idx[n - 1];
 }
+
+void dsv3_sampler_probs(dsv3_sampler *s, const float *logits, int64_t vocab, float *probs) {
+    for (int64_t i = 0; i < vocab; i++) probs[i] = 0.0f;
+    if (s->p.temperature <= 0.0f || vocab > s->cap) {
+        probs[dsv3_argmax(logits, vocab)] = 1.0f;
+        return;
+    }
+    int64_t n = vocab;
+    for (int64_t i = 0; i < n; i++) s->idx[i] = (int32_t)i;
+    g_sort_keys = logits;
+    qsort(s->idx, (size_t)n, sizeof(int32_t), by_logit_desc);
+    if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
+    float mx = logits[s->idx[0]], inv_t = 1.0f / s->p.temperature;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s->prob[i] = expf((logits[s->idx[i]] - mx) * inv_t);
+        sum += s->prob[i];
+    }
+    if (s->p.top_p < 1.0f) {
+        double cum = 0;
+        for (int64_t i = 0; i < n; i++) {
+            cum += s->prob[i] / sum;
+            if (cum >= s->p.top_p) { n = i + 1; break; }
+        }
+        sum = 0;
+        for (int64_t i = 0; i < n; i++) sum += s->prob[i];
+    }
+    for (int64_t i = 0; i < n; i++) probs[s->idx[i]] = (float)(s->prob[i] / sum);
+}
+
+int32_t dsv3_sample_from(dsv3_sampler *s, const float *probs, int64_t vocab) {
+    if (s->p.temperature <= 0.0f) return dsv3_argmax(probs, vocab);
+    double sum = 0;
+    for (int64_t i = 0; i < vocab; i++) sum += probs[i];
+    double u = dsv3_rand_uniform(&s->rng) * sum, acc = 0;
+    int64_t last = 0;
+    for (int64_t i = 0; i < vocab; i++) {
+        if (probs[i] <= 0) continue;
+        acc += probs[i];
+        last = i;
+        if (u < acc) return (int32_t)i;
+    }
+    return (int32_t)last;
+}

@@ -2,6 +2,8 @@
  * of the arguments) and prints "N passed, N failed, N skipped". */
 #include "test.h"
 
+#define _XOPEN_SOURCE 700
+#include <ftw.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -67,6 +69,19 @@ const char *test_tmp_dir(void) {
     return buf;
 }
 
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+/* Removes this run's scratch directory unless DSV3_KEEP_TMP is set. */
+static void cleanup_tmp(void) {
+    static char dir[256];
+    snprintf(dir, sizeof dir, "tmp/test-%d", (int)getpid());
+    struct stat st;
+    if (!getenv("DSV3_KEEP_TMP") && stat(dir, &st) == 0) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -94,6 +109,7 @@ int main(int argc, char **argv) {
         else if (g_cur_skipped) { skipped++; fprintf(stderr, "[ SKIP ] %s\n", g_tests[i].name); }
         else { passed++; fprintf(stderr, "[  OK  ] %s (%.2fs)\n", g_tests[i].name, dt); }
     }
+    cleanup_tmp();
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return failed ? 1 : 0;
 }

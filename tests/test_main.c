@@ -1,8 +1,8 @@
 /* Test runner: runs every registered test (or those whose name contains one
  * of the arguments) and prints "N passed, N failed, N skipped". */
+#define _GNU_SOURCE /* nftw */
 #include "test.h"
 
-#define _XOPEN_SOURCE 700
 #include <ftw.h>
 #include <stdarg.h>
 #include <string.h>

@@ -1,4 +1,5 @@
 #include "cli/cli_util.h"
+#include "dsv3/safetensors.h"
 
 #include <errno.h>
 #include <math.h>
@@ -69,4 +70,33 @@ int cli_opt(int argc, char **argv, int *i, const char *opt, const char **val, in
     }
     *val = argv[++*i];
     return 1;
+}
+
+dsv3_status cli_read_input_ids(const dsv3_st_file *f, const char *path, int64_t min_t, int32_t **ids, int64_t *B,
+                               int64_t *T, dsv3_error *err) {
+    *ids = NULL;
+    const dsv3_tensor_view *t = dsv3_st_find(f, "input_ids");
+    if (!t) return dsv3_fail(err, DSV3_ERR_NOT_FOUND, "%s: no tensor 'input_ids'", path);
+    if (t->ndim != 2 || (t->dtype != DSV3_I64 && t->dtype != DSV3_I32) || t->shape[0] < 1 || t->shape[1] < min_t)
+        return dsv3_fail(err, DSV3_ERR_FORMAT, "%s: 'input_ids' must be I64 or I32 with shape [B,T], B >= 1, T >= %lld",
+                         path, (long long)min_t);
+    if (t->shape[0] > 65536 || t->shape[1] > (1 << 24) || t->numel > (1u << 26))
+        return dsv3_fail(err, DSV3_ERR_INVALID, "%s: 'input_ids' too large", path);
+    int32_t *a = malloc(sizeof(int32_t) * t->numel);
+    if (!a) return dsv3_fail(err, DSV3_ERR_NOMEM, "out of memory");
+    for (uint64_t i = 0; i < t->numel; i++) {
+        int64_t v;
+        if (t->dtype == DSV3_I64) memcpy(&v, (const char *)t->data + 8 * i, 8);
+        else { int32_t v32; memcpy(&v32, (const char *)t->data + 4 * i, 4); v = v32; }
+        if (v < 0 || v > INT32_MAX) {
+            free(a);
+            return dsv3_fail(err, DSV3_ERR_INVALID, "%s: input_ids[%llu] = %lld is not a token id", path,
+                             (unsigned long long)i, (long long)v);
+        }
+        a[i] = (int32_t)v;
+    }
+    *ids = a;
+    *B = t->shape[0];
+    *T = t->shape[1];
+    return DSV3_OK;
 }

@@ -19,4 +19,10 @@ int cli_error(const char *cmd, const dsv3_error *err);
  * If opt is the last argument, prints an error and sets *bad. */
 int cli_opt(int argc, char **argv, int *i, const char *opt, const char **val, int *bad);
 
+struct dsv3_st_file;
+/* Reads tensor "input_ids" (I64 or I32, [B,T], T >= min_t) of f into a malloc'd
+ * int32 array; fills *B, *T. Errors name path and the tensor. */
+dsv3_status cli_read_input_ids(const struct dsv3_st_file *f, const char *path, int64_t min_t, int32_t **ids,
+                               int64_t *B, int64_t *T, dsv3_error *err);
+
 #endif

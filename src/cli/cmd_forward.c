@@ -46,27 +46,12 @@ int cmd_forward(int argc, char **argv) {
     int32_t *ids = NULL, *ridx = NULL;
     float *logits = NULL, *hidden = NULL, *layers = NULL, *rw = NULL, *mtp = NULL;
     dsv3_st_writer *w = NULL;
-    const dsv3_tensor_view *t = NULL;
     int64_t n_caches = 0;
 
     if (dsv3_st_open(in_path, &in, &err)) goto fail;
-    t = dsv3_st_find(in, "input_ids");
-    if (!t) { dsv3_fail(&err, DSV3_ERR_NOT_FOUND, "%s: no tensor 'input_ids'", in_path); goto fail; }
-    if (t->ndim != 2 || (t->dtype != DSV3_I64 && t->dtype != DSV3_I32) || t->shape[0] < 1 || t->shape[1] < 1) {
-        dsv3_fail(&err, DSV3_ERR_FORMAT, "%s: 'input_ids' must be I64 or I32 with shape [B,T], B,T >= 1", in_path);
-        goto fail;
-    }
-    int64_t B = t->shape[0], T = t->shape[1], N = B * T;
-    if (B > 65536 || T > (1 << 24)) { dsv3_fail(&err, DSV3_ERR_INVALID, "%s: input_ids too large", in_path); goto fail; }
-    ids = malloc(sizeof(int32_t) * N);
-    if (!ids) { dsv3_fail(&err, DSV3_ERR_NOMEM, "out of memory"); goto fail; }
-    for (int64_t i = 0; i < N; i++) {
-        int64_t v;
-        if (t->dtype == DSV3_I64) memcpy(&v, (const char *)t->data + 8 * i, 8);
-        else { int32_t v32; memcpy(&v32, (const char *)t->data + 4 * i, 4); v = v32; }
-        if (v < 0 || v > INT32_MAX) { dsv3_fail(&err, DSV3_ERR_INVALID, "%s: input_ids[%lld] = %lld is not a token id", in_path, (long long)i, (long long)v); goto fail; }
-        ids[i] = (int32_t)v;
-    }
+    int64_t B, T;
+    if (cli_read_input_ids(in, in_path, 1, &ids, &B, &T, &err)) goto fail;
+    int64_t N = B * T;
 
     if (dsv3_model_load(model_dir, &m, &err)) goto fail;
     const dsv3_config *c = dsv3_model_config(m);

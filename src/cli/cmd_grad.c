@@ -52,27 +52,14 @@ int cmd_grad(int argc, char **argv) {
     int32_t *ids = NULL;
     float *loads = NULL, hp[8];
     if (dsv3_st_open(in_path, &in, &err)) goto fail;
-    const dsv3_tensor_view *ti = dsv3_st_find(in, "input_ids"), *th = dsv3_st_find(in, "hparams");
-    if (!ti || ti->ndim != 2 || (ti->dtype != DSV3_I64 && ti->dtype != DSV3_I32) || ti->shape[0] < 1 || ti->shape[1] < 2 ||
-        ti->numel > (1u << 24)) {
-        dsv3_fail(&err, DSV3_ERR_FORMAT, "%s: needs 'input_ids' I64/I32 [B,T] with T >= 2", in_path);
-        goto fail;
-    }
+    const dsv3_tensor_view *th = dsv3_st_find(in, "hparams");
     if (!th || th->dtype != DSV3_F32 || th->numel != 8) {
         dsv3_fail(&err, DSV3_ERR_FORMAT, "%s: needs 'hparams' F32 [8]", in_path);
         goto fail;
     }
     memcpy(hp, th->data, sizeof hp);
-    int64_t B = ti->shape[0], T = ti->shape[1];
-    ids = malloc(sizeof(int32_t) * B * T);
-    if (!ids) { dsv3_fail(&err, DSV3_ERR_NOMEM, "out of memory"); goto fail; }
-    for (int64_t i = 0; i < B * T; i++) {
-        int64_t v;
-        if (ti->dtype == DSV3_I64) memcpy(&v, (const char *)ti->data + 8 * i, 8);
-        else { int32_t v32; memcpy(&v32, (const char *)ti->data + 4 * i, 4); v = v32; }
-        if (v < 0 || v > INT32_MAX) { dsv3_fail(&err, DSV3_ERR_INVALID, "%s: input_ids[%lld] is not a token id", in_path, (long long)i); goto fail; }
-        ids[i] = (int32_t)v;
-    }
+    int64_t B, T;
+    if (cli_read_input_ids(in, in_path, 2, &ids, &B, &T, &err)) goto fail;
     if (dsv3_train_model_load(model_dir, &tm, &err)) goto fail;
     const dsv3_config *c = dsv3_train_model_config(tm);
     const int64_t E = c->n_routed_experts > 0 ? c->n_routed_experts : 1;

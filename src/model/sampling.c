@@ -52,15 +52,15 @@ static int by_logit_desc(const void *a, const void *b) {
     return i < j ? -1 : i > j;
 }
 
-int32_t dsv3_sample(dsv3_sampler *s, const float *logits, int64_t vocab) {
-    if (s->p.temperature <= 0.0f || vocab > s->cap) return dsv3_argmax(logits, vocab);
-    /* candidates sorted by logit (descending, ties by id) */
+/* Candidate set of temperature sampling: s->idx[0..n) sorted by logit
+ * (descending, ties by id), cut by top-k then top-p, with unnormalised
+ * weights s->prob[0..n) = exp((l - max)/T); returns n, *sum = Σ weights. */
+static int64_t candidates(dsv3_sampler *s, const float *logits, int64_t vocab, double *sum_out) {
     int64_t n = vocab;
     for (int64_t i = 0; i < n; i++) s->idx[i] = (int32_t)i;
     g_sort_keys = logits;
     qsort(s->idx, (size_t)n, sizeof(int32_t), by_logit_desc);
     if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
-    /* softmax(logits / T) over the candidates */
     float mx = logits[s->idx[0]], inv_t = 1.0f / s->p.temperature;
     double sum = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -77,6 +77,14 @@ int32_t dsv3_sample(dsv3_sampler *s, const float *logits, int64_t vocab) {
         sum = 0;
         for (int64_t i = 0; i < n; i++) sum += s->prob[i];
     }
+    *sum_out = sum;
+    return n;
+}
+
+int32_t dsv3_sample(dsv3_sampler *s, const float *logits, int64_t vocab) {
+    if (s->p.temperature <= 0.0f || vocab > s->cap) return dsv3_argmax(logits, vocab);
+    double sum;
+    int64_t n = candidates(s, logits, vocab, &sum);
     double u = dsv3_rand_uniform(&s->rng) * sum, acc = 0;
     for (int64_t i = 0; i < n; i++) {
         acc += s->prob[i];
@@ -91,26 +99,8 @@ void dsv3_sampler_probs(dsv3_sampler *s, const float *logits, int64_t vocab, flo
         probs[dsv3_argmax(logits, vocab)] = 1.0f;
         return;
     }
-    int64_t n = vocab;
-    for (int64_t i = 0; i < n; i++) s->idx[i] = (int32_t)i;
-    g_sort_keys = logits;
-    qsort(s->idx, (size_t)n, sizeof(int32_t), by_logit_desc);
-    if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
-    float mx = logits[s->idx[0]], inv_t = 1.0f / s->p.temperature;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        s->prob[i] = expf((logits[s->idx[i]] - mx) * inv_t);
-        sum += s->prob[i];
-    }
-    if (s->p.top_p < 1.0f) {
-        double cum = 0;
-        for (int64_t i = 0; i < n; i++) {
-            cum += s->prob[i] / sum;
-            if (cum >= s->p.top_p) { n = i + 1; break; }
-        }
-        sum = 0;
-        for (int64_t i = 0; i < n; i++) sum += s->prob[i];
-    }
+    double sum;
+    int64_t n = candidates(s, logits, vocab, &sum);
     for (int64_t i = 0; i < n; i++) probs[s->idx[i]] = (float)(s->prob[i] / sum);
 }
 

@@ -19,6 +19,8 @@ static const struct {
     {"train", cmd_train, "train a model on a token shard (checkpoints, resume, JSONL log)"},
     {"plot-loss", cmd_plot_loss, "plot a training log (JSONL) as a PNG loss curve"},
     {"init-model", cmd_init_model, "create a randomly initialised checkpoint from a config.json"},
+    {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer (HF tokenizer.json) on text files"},
+    {"tokenize-corpus", cmd_tokenize_corpus, "text files -> token shard (documents + EOS, optional FIM)"},
 };
 
 static void usage(FILE *out) {

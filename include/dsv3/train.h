@@ -96,6 +96,11 @@ typedef struct {
  * checkpoint and 'latest' valid. Keeps the newest `keep` checkpoints (0 = all). */
 dsv3_status dsv3_train_save(dsv3_train_model *tm, const dsv3_train_state *st, const char *out_dir,
                             const char *tokenizer_dir, int keep, dsv3_error *err);
+/* Writes an inference checkpoint: OUT/config.json, OUT/model.safetensors (BF16
+ * when bf16, else F32; routing biases F32; MTP embedding/head copies) and the
+ * tokenizer files of tokenizer_dir (if not NULL). */
+dsv3_status dsv3_train_export(dsv3_train_model *tm, const char *out_dir, int bf16, const char *tokenizer_dir,
+                              dsv3_error *err);
 /* Loads the checkpoint OUT/latest points to: model, moments and state. */
 dsv3_status dsv3_train_resume(const char *out_dir, dsv3_train_model **tm, dsv3_train_state *st, dsv3_error *err);
 /* Loads trainer_state.safetensors of a checkpoint dir into tm/st. */

@@ -145,6 +145,7 @@ int cmd_generate(int argc, char **argv) {
         fwrite(piece, 1, plen, stdout);
     }
     printf("\n");
+    fflush(stdout);
     if (!st && pr.failed) st = dsv3_fail(&err, DSV3_ERR_INVALID, "cannot decode a generated token");
     if (st) goto fail;
     if (stats) {

@@ -19,6 +19,7 @@ static const struct {
     {"train", cmd_train, "train a model on a token shard (checkpoints, resume, JSONL log)"},
     {"plot-loss", cmd_plot_loss, "plot a training log (JSONL) as a PNG loss curve"},
     {"init-model", cmd_init_model, "create a randomly initialised checkpoint from a config.json"},
+    {"export", cmd_export, "training checkpoint -> inference checkpoint (BF16/F32 + tokenizer)"},
     {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer (HF tokenizer.json) on text files"},
     {"tokenize-corpus", cmd_tokenize_corpus, "text files -> token shard (documents + EOS, optional FIM)"},
 };
@@ -26,7 +27,7 @@ static const struct {
 static void usage(FILE *out) {
     fprintf(out, "usage: dsv3 <command> [options]   (dsv3 <command> --help for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof g_cmds / sizeof g_cmds[0]; i++)
-        fprintf(out, "  %-14s %s\n", g_cmds[i].name, g_cmds[i].help);
+        fprintf(out, "  %-16s %s\n", g_cmds[i].name, g_cmds[i].help);
 }
 
 int main(int argc, char **argv) {

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dsv3/dtype.h"
 #include "train/train_internal.h"
 
 static int fsync_path(const char *path) {
@@ -67,14 +68,27 @@ static dsv3_status add_bias(dsv3_st_writer *w, int64_t layer, const float *bias,
     return dsv3_st_writer_add(w, name, DSV3_F32, 1, shape, bias, err);
 }
 
-static dsv3_status write_model(dsv3_train_model *tm, const char *path, dsv3_error *err) {
+/* Adds an f32 tensor as dt (F32 or BF16, round to nearest even). */
+static dsv3_status add_as(dsv3_st_writer *w, const char *name, dsv3_dtype dt, int ndim, const int64_t *shape,
+                          const float *data, int64_t numel, dsv3_error *err) {
+    if (dt == DSV3_F32) return dsv3_st_writer_add(w, name, DSV3_F32, ndim, shape, data, err);
+    uint16_t *h = malloc(sizeof(uint16_t) * (numel > 0 ? numel : 1));
+    if (!h) return dsv3_fail(err, DSV3_ERR_NOMEM, "out of memory converting '%s'", name);
+    for (int64_t i = 0; i < numel; i++) h[i] = dsv3_f32_to_bf16(data[i]);
+    dsv3_status st = dsv3_st_writer_add(w, name, DSV3_BF16, ndim, shape, h, err);
+    free(h);
+    return st;
+}
+
+/* model.safetensors: params in dt (routing biases always F32, spec §2.3). */
+static dsv3_status write_model(dsv3_train_model *tm, const char *path, dsv3_dtype dt, dsv3_error *err) {
     const dsv3_config *c = &tm->cfg;
     dsv3_st_writer *w = dsv3_st_writer_new();
     if (!w) return dsv3_fail(err, DSV3_ERR_NOMEM, "out of memory");
     dsv3_status st = dsv3_st_writer_metadata(w, "format", "pt", err);
     for (int i = 0; !st && i < tm->n_params; i++) {
         const dsv3_param *p = &tm->params[i];
-        st = dsv3_st_writer_add(w, p->name, DSV3_F32, p->ndim, p->shape, p->w, err);
+        st = add_as(w, p->name, dt, p->ndim, p->shape, p->w, p->numel, err);
     }
     for (int64_t l = 0; !st && l < c->num_hidden_layers; l++)
         if (tm->layers[l].bias) st = add_bias(w, l, tm->layers[l].bias, c->n_routed_experts, err);
@@ -84,9 +98,9 @@ static dsv3_status write_model(dsv3_train_model *tm, const char *path, dsv3_erro
         int64_t L = c->num_hidden_layers;
         if (tm->mtp.block.bias) st = add_bias(w, L, tm->mtp.block.bias, c->n_routed_experts, err);
         snprintf(name, sizeof name, "model.layers.%lld.embed_tokens.weight", (long long)L);
-        if (!st) st = dsv3_st_writer_add(w, name, DSV3_F32, 2, tm->embed->shape, tm->embed->w, err);
+        if (!st) st = add_as(w, name, dt, 2, tm->embed->shape, tm->embed->w, tm->embed->numel, err);
         snprintf(name, sizeof name, "model.layers.%lld.shared_head.head.weight", (long long)L);
-        if (!st) st = dsv3_st_writer_add(w, name, DSV3_F32, 2, tm->lm_head->shape, tm->lm_head->w, err);
+        if (!st) st = add_as(w, name, dt, 2, tm->lm_head->shape, tm->lm_head->w, tm->lm_head->numel, err);
     }
     if (!st) st = dsv3_st_writer_save(w, path, err);
     dsv3_st_writer_free(w);
@@ -162,7 +176,7 @@ dsv3_status dsv3_train_save(dsv3_train_model *tm, const dsv3_train_state *ts, co
     snprintf(path, sizeof path, "%s/config.json", tmp);
     st = write_text(path, tm->config_json, strlen(tm->config_json), err);
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    if (!st) st = write_model(tm, path, err);
+    if (!st) st = write_model(tm, path, DSV3_F32, err);
     snprintf(path, sizeof path, "%s/trainer_state.safetensors", tmp);
     if (!st) st = write_state(tm, ts, path, err);
     const char *tok_files[] = {"tokenizer.json", "tokenizer_config.json"};
@@ -281,4 +295,23 @@ dsv3_status dsv3_train_resume(const char *out_dir, dsv3_train_model **out, dsv3_
     }
     *out = tm;
     return DSV3_OK;
+}
+
+dsv3_status dsv3_train_export(dsv3_train_model *tm, const char *out_dir, int bf16, const char *tokenizer_dir,
+                              dsv3_error *err) {
+    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
+        return dsv3_fail(err, DSV3_ERR_IO, "%s: cannot create: %s", out_dir, strerror(errno));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", out_dir);
+    dsv3_status st = write_text(path, tm->config_json, strlen(tm->config_json), err);
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir); /* the writer replaces it atomically */
+    if (!st) st = write_model(tm, path, bf16 ? DSV3_BF16 : DSV3_F32, err);
+    const char *tok_files[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (int i = 0; !st && tokenizer_dir && i < 2; i++) {
+        char src[4200];
+        snprintf(src, sizeof src, "%s/%s", tokenizer_dir, tok_files[i]);
+        snprintf(path, sizeof path, "%s/%s", out_dir, tok_files[i]);
+        if (strcmp(src, path) != 0) st = copy_file(src, path, err);
+    }
+    return st;
 }

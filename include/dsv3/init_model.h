@@ -26,6 +26,7 @@ typedef struct {
     uint64_t seed;
     float std;              /* standard deviation of the weights (> 0) */
     uint64_t shard_size;    /* max bytes of tensor data per shard (a bigger tensor gets its own); 0 = one file */
+    int overwrite;          /* replace an existing checkpoint in out_dir (else that is an error) */
     /* Optional progress callback, called after each shard is written. */
     void (*progress)(void *ctx, int shard, int n_shards, const char *path);
     void *progress_ctx;
@@ -41,12 +42,13 @@ typedef struct {
 #define DSV3_INIT_DEFAULT_STD 0.006f
 #define DSV3_INIT_DEFAULT_SHARD_SIZE (2000000000ull)
 
-/* dtype bf16, seed 0, std 0.006, 2 GB shards, no progress callback. */
+/* dtype bf16, seed 0, std 0.006, 2 GB shards, no overwrite, no progress callback. */
 void dsv3_init_opts_default(dsv3_init_opts *o);
 
-/* Creates out_dir (and missing parents) and writes the checkpoint. Stale
- * model.safetensors / model-*-of-*.safetensors / index files of an earlier run
- * in out_dir are removed first. res may be NULL. */
+/* Creates out_dir (and missing parents) and writes the checkpoint. If out_dir
+ * already has config.json, model.safetensors, model-*-of-*.safetensors or the
+ * index, fails with DSV3_ERR_INVALID unless o->overwrite; with it, those model
+ * files are removed first (other files are left alone). res may be NULL. */
 dsv3_status dsv3_init_model(const char *config_path, const char *out_dir, const dsv3_init_opts *o,
                             dsv3_init_result *res, dsv3_error *err);
 

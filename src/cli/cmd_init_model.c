@@ -1,4 +1,5 @@
-/* dsv3 init-model --config CONFIG.json --out DIR [--dtype bf16|fp8|f32] [--seed S] [--std X] [--shard-size BYTES] */
+/* dsv3 init-model --config CONFIG.json --out DIR [--dtype bf16|fp8|f32] [--seed S] [--std X] [--shard-size BYTES]
+ *                 [--force] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +14,14 @@ static void usage(FILE *f) {
                "Writes a randomly initialised DeepSeek-V3 checkpoint (config.json + safetensors\n"
                "shards + model.safetensors.index.json) that dsv3 can load, including the MTP layer\n"
                "when num_nextn_predict_layers > 0. Weights ~ N(0, std^2), norms 1, router bias 0.\n"
-               "Old checkpoint files in DIR (model*.safetensors, the index) are replaced.\n\n"
+               "An existing checkpoint in DIR is an error unless --force is given.\n\n"
                "  --dtype D         bf16 (default), fp8 (E4M3 with 128x128 block scales), f32\n"
                "  --seed S          RNG seed (default 0); same seed -> identical files\n"
                "  --std X           weight standard deviation (default 0.006)\n"
                "  --shard-size N    max bytes per shard; suffixes K, M, G (powers of 1000) allowed;\n"
                "                    0 = a single model.safetensors (default 2G)\n"
+               "  --force           replace an existing checkpoint in DIR (config.json,\n"
+               "                    model*.safetensors, the index; other files are kept)\n"
                "  -q                no progress output\n"
                "  -t N              threads (default: all cores)\n");
 }
@@ -55,10 +58,11 @@ static double now_s(void) {
 int cmd_init_model(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *dtype_s = "bf16", *seed_s = "0", *std_s = NULL, *shard_s = NULL,
                *threads = NULL;
-    int bad = 0, quiet = 0;
+    int bad = 0, quiet = 0, force = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         if (!strcmp(argv[i], "-q")) { quiet = 1; continue; }
+        if (!strcmp(argv[i], "--force")) { force = 1; continue; }
         if (cli_opt(argc, argv, &i, "--config", &config, &bad) || cli_opt(argc, argv, &i, "--out", &out, &bad) ||
             cli_opt(argc, argv, &i, "--dtype", &dtype_s, &bad) || cli_opt(argc, argv, &i, "--seed", &seed_s, &bad) ||
             cli_opt(argc, argv, &i, "--std", &std_s, &bad) || cli_opt(argc, argv, &i, "--shard-size", &shard_s, &bad) ||
@@ -91,6 +95,7 @@ int cmd_init_model(int argc, char **argv) {
     }
     if (threads && cli_parse_i64(threads, 0, 4096, &nthreads)) { fprintf(stderr, "dsv3 init-model: bad -t '%s'\n", threads); return 2; }
     cli_set_threads(nthreads);
+    o.overwrite = force;
     if (!quiet) o.progress = progress;
 
     dsv3_error err = {0};

@@ -363,16 +363,29 @@ static dsv3_status make_dirs(const char *dir, dsv3_error *err) {
     free(p);
     if (access(dir, W_OK | X_OK) != 0)
         return dsv3_fail(err, DSV3_ERR_IO, "%s: directory is not writable: %s", dir, strerror(errno));
+    /* root passes access(): also honour a directory marked read-only (no write bits) */
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && !(sb.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)))
+        return dsv3_fail(err, DSV3_ERR_IO, "%s: directory is read-only (mode %03o)", dir, (unsigned)(sb.st_mode & 0777));
     return DSV3_OK;
 }
 
-/* Removes checkpoint files of an earlier run (index first, so the directory
- * never points at a mix of old and new shards). */
-static dsv3_status remove_old_checkpoint(const char *dir, dsv3_error *err) {
-    char path[4096];
-    const char *fixed[] = {"model.safetensors.index.json", "model.safetensors"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, fixed[i]);
+/* Checkpoint files of an earlier run: model.safetensors.index.json,
+ * model.safetensors and model-NNNNN-of-NNNNN.safetensors. With remove == 0
+ * only adds up their sizes into *bytes and names one of them in found[64]
+ * (empty if none); else deletes them, index first, so the directory never
+ * points at a mix of old and new shards. */
+static int is_old_checkpoint_file(const char *name) {
+    int a, b, end = 0;
+    if (!strcmp(name, "model.safetensors.index.json") || !strcmp(name, "model.safetensors")) return 1;
+    return sscanf(name, "model-%5d-of-%5d.safetensors%n", &a, &b, &end) == 2 && end > 0 && name[end] == 0;
+}
+
+static dsv3_status old_checkpoint(const char *dir, int remove, double *bytes, char *found, dsv3_error *err) {
+    char path[4200];
+    if (found) found[0] = 0;
+    if (remove) {
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
         if (unlink(path) != 0 && errno != ENOENT)
             return dsv3_fail(err, DSV3_ERR_IO, "%s: cannot remove old file: %s", path, strerror(errno));
     }
@@ -381,13 +394,13 @@ static dsv3_status remove_old_checkpoint(const char *dir, dsv3_error *err) {
     struct dirent *de;
     dsv3_status st = DSV3_OK;
     while (!st && (de = readdir(d))) {
-        int a, b, end = 0;
-        if (sscanf(de->d_name, "model-%5d-of-%5d.safetensors%n", &a, &b, &end) == 2 && end > 0 &&
-            de->d_name[end] == 0) {
-            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-            if (unlink(path) != 0 && errno != ENOENT)
-                st = dsv3_fail(err, DSV3_ERR_IO, "%s: cannot remove old shard: %s", path, strerror(errno));
-        }
+        if (!is_old_checkpoint_file(de->d_name)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        struct stat sb;
+        if (!remove && bytes && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) *bytes += (double)sb.st_size;
+        if (found && !found[0]) snprintf(found, 64, "%.63s", de->d_name);
+        if (remove && unlink(path) != 0 && errno != ENOENT)
+            st = dsv3_fail(err, DSV3_ERR_IO, "%s: cannot remove old file: %s", path, strerror(errno));
     }
     closedir(d);
     return st;
@@ -496,12 +509,24 @@ dsv3_status dsv3_init_model(const char *config_path, const char *out_dir, const 
         st = dsv3_fail(err, DSV3_ERR_INVALID, "init-model: %d shards (more than 99999); use a larger shard size",
                        n_shards);
     if (!st) st = make_dirs(out_dir, err);
-    if (!st) st = remove_old_checkpoint(out_dir, err);
-    struct statvfs vfs;
-    if (!st && statvfs(out_dir, &vfs) == 0 && (double)vfs.f_bavail * vfs.f_frsize < (double)p.total_bytes)
-        st = dsv3_fail(err, DSV3_ERR_IO, "%s: not enough free space (%.2f GB needed, %.2f GB available)", out_dir,
-                       p.total_bytes / 1e9, (double)vfs.f_bavail * vfs.f_frsize / 1e9);
     char path[4200], file[64];
+    /* free space (counting the old checkpoint files that get replaced) before deleting anything */
+    double old_bytes = 0;
+    char found[64] = "";
+    if (!st) st = old_checkpoint(out_dir, 0, &old_bytes, found, err);
+    if (!st && !found[0]) {
+        snprintf(path, sizeof path, "%s/config.json", out_dir);
+        if (access(path, F_OK) == 0) snprintf(found, sizeof found, "config.json");
+    }
+    if (!st && found[0] && !o->overwrite) /* never clobber a checkpoint by accident */
+        st = dsv3_fail(err, DSV3_ERR_INVALID, "%s already holds a checkpoint (%s); choose another directory or allow "
+                       "overwriting it (--force)", out_dir, found);
+    struct statvfs vfs;
+    if (!st && statvfs(out_dir, &vfs) == 0 &&
+        (double)vfs.f_bavail * vfs.f_frsize + old_bytes < (double)p.total_bytes)
+        st = dsv3_fail(err, DSV3_ERR_IO, "%s: not enough free space (%.2f GB needed, %.2f GB available)", out_dir,
+                       p.total_bytes / 1e9, ((double)vfs.f_bavail * vfs.f_frsize + old_bytes) / 1e9);
+    if (!st) st = old_checkpoint(out_dir, 1, NULL, NULL, err);
     if (!st) {
         snprintf(path, sizeof path, "%s/config.json", out_dir);
         st = write_text(path, cfg_text, err);

@@ -25,6 +25,8 @@ static int tiny_config(char *buf, size_t n) {
 static const char *names[] = {"bf16", "fp8", "f32"};
 
 /* Initialises the tiny config into <tmp>/<sub>; returns the status. */
+static int g_overwrite; /* passed as opts.overwrite */
+
 static dsv3_status init_into(const char *cfg, const char *sub, dsv3_init_dtype dt, uint64_t seed, uint64_t shard,
                              char *dir, size_t n, dsv3_init_result *res, dsv3_error *err) {
     snprintf(dir, n, "%s/%s", test_tmp_dir(), sub);
@@ -33,6 +35,7 @@ static dsv3_status init_into(const char *cfg, const char *sub, dsv3_init_dtype d
     o.dtype = dt;
     o.seed = seed;
     o.shard_size = shard;
+    o.overwrite = g_overwrite;
     return dsv3_init_model(cfg, dir, &o, res, err);
 }
 
@@ -277,7 +280,20 @@ TEST(init_rewrite_replaces_layout) {
     dsv3_init_result r;
     CHECK(init_into(cfg, "rewrite", DSV3_INIT_BF16, 1, 50000, dir, sizeof dir, &r, &err) == DSV3_OK);
     CHECK(r.n_shards > 1 && file_exists(dir, "model.safetensors.index.json"));
-    CHECK(init_into(cfg, "rewrite", DSV3_INIT_BF16, 1, 0, dir, sizeof dir, &r, &err) == DSV3_OK);
+    char keep[8192];
+    snprintf(keep, sizeof keep, "%s/model-notes.safetensors.txt", dir); /* not a checkpoint file: kept */
+    FILE *f = fopen(keep, "w");
+    CHECK(f != NULL);
+    fclose(f);
+    /* an existing checkpoint is never replaced without overwrite */
+    CHECK(init_into(cfg, "rewrite", DSV3_INIT_BF16, 1, 0, dir, sizeof dir, &r, &err) == DSV3_ERR_INVALID);
+    CHECK(strstr(err.msg, "already holds a checkpoint") != NULL);
+    CHECK(file_exists(dir, "model.safetensors.index.json"));
+    g_overwrite = 1;
+    dsv3_status st = init_into(cfg, "rewrite", DSV3_INIT_BF16, 1, 0, dir, sizeof dir, &r, &err);
+    g_overwrite = 0;
+    CHECK(st == DSV3_OK);
+    CHECK(access(keep, F_OK) == 0);
     CHECK(r.n_shards == 1 && file_exists(dir, "model.safetensors"));
     CHECK(!file_exists(dir, "model.safetensors.index.json") && !file_exists(dir, "model-00001-of-00002.safetensors"));
     dsv3_model *m = NULL;
@@ -316,6 +332,17 @@ TEST(init_errors) {
         char *a1[] = {"init-model", "--config", tiny, "--out", bad, "-q", NULL};
         CHECK(cmd_init_model(6, a1) == 1);
     }
+    /* a directory without write bits is refused even for root */
+    char ro[4200];
+    snprintf(ro, sizeof ro, "%s/ro", dir);
+    mkdir(ro, 0555);
+    chmod(ro, 0555);
+    if (tiny_config(tiny, sizeof tiny)) {
+        char *a5[] = {"init-model", "--config", tiny, "--out", ro, "-q", "--force", NULL};
+        CHECK(cmd_init_model(7, a5) == 1);
+        CHECK(!file_exists(ro, "config.json"));
+    }
+    chmod(ro, 0755);
     char *a2[] = {"init-model", "--config", cfg, "--out", dir, "--dtype", "fp16", NULL};
     CHECK(cmd_init_model(7, a2) == 2);
     char *a3[] = {"init-model", "--config", cfg, "--out", dir, "--shard-size", "12Q", NULL};

@@ -77,6 +77,24 @@ void dsv3_weight_row_f32(const dsv3_weight *W, int64_t r, float *dst) { decode_s
 static float dot_weight_row(const dsv3_weight *W, int64_t r, const float *x) {
     float acc[LANES] = {0}, w[LANES];
     int64_t n = W->cols, i = 0;
+    if ((W->dtype == DSV3_F8_E4M3 || W->dtype == DSV3_F8_E5M2) && W->block_c % LANES == 0) {
+        /* FP8 fast path: a LANES chunk never straddles a scale block, so one
+         * scale per chunk; same products (lut·s) and order as decode_span. */
+        const float *lut = W->dtype == DSV3_F8_E4M3 ? dsv3_fp8_e4m3_table : dsv3_fp8_e5m2_table;
+        const uint8_t *p = (const uint8_t *)W->data + r * W->cols;
+        const float *srow = W->scale + (r / W->block_r) * W->scale_cols;
+        const int64_t chunks_per_block = W->block_c / LANES;
+        for (int64_t c = 0; i + LANES <= n; i += LANES, c++) {
+            float sc = srow[c / chunks_per_block];
+            for (int k = 0; k < LANES; k++) w[k] = lut[p[i + k]] * sc;
+            for (int k = 0; k < LANES; k++) acc[k] += w[k] * x[i + k];
+        }
+        if (i < n) {
+            decode_span(W, r, i, n - i, w);
+            for (int k = 0; i + k < n; k++) acc[k] += w[k] * x[i + k];
+        }
+        return reduce_lanes(acc);
+    }
     for (; i + LANES <= n; i += LANES) {
         decode_span(W, r, i, LANES, w);
         for (int k = 0; k < LANES; k++) acc[k] += w[k] * x[i + k];

@@ -14,6 +14,7 @@ static const struct {
     {"generate", cmd_generate, "generate tokens from a prompt (greedy or sampled)"},
     {"tokenize", cmd_tokenize, "text -> token ids with a HuggingFace tokenizer.json"},
     {"detokenize", cmd_detokenize, "token ids -> text"},
+    {"chat-template", cmd_chat_template, "render chat messages with the model's chat template"},
     {"grad", cmd_grad, "one training forward/backward + AdamW step, written as safetensors"},
     {"train", cmd_train, "train a model on a token shard (checkpoints, resume, JSONL log)"},
     {"plot-loss", cmd_plot_loss, "plot a training log (JSONL) as a PNG loss curve"},

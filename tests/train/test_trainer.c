@@ -166,3 +166,30 @@ TEST(train_lr_schedule) {
     CHECK_NEAR(dsv3_lr_at(&s, 35), 0.1, 1e-6);
     CHECK_NEAR(dsv3_lr_at(&s, 45), 0.01, 1e-6);
 }
+
+TEST(train_resume_corrupt_checkpoint_errors) {
+    if (!test_fixtures_dir()) SKIP("fixtures absent");
+    char model[4096], out[4200], path[4400];
+    snprintf(model, sizeof model, "%s/tiny", test_fixtures_dir());
+    snprintf(out, sizeof out, "%s/corrupt", test_tmp_dir());
+    dsv3_error err = {0};
+    dsv3_train_model *tm = NULL, *back = NULL;
+    CHECK(dsv3_train_model_load(model, &tm, &err) == DSV3_OK);
+    dsv3_train_state ts = {.step = 4};
+    CHECK(dsv3_train_save(tm, &ts, out, NULL, 0, &err) == DSV3_OK);
+    dsv3_train_model_free(tm);
+    /* truncate the model file: error names it */
+    snprintf(path, sizeof path, "%s/step-00000004/model.safetensors", out);
+    CHECK(truncate(path, 1000) == 0);
+    CHECK(dsv3_train_resume(out, &back, &ts, &err) != DSV3_OK && back == NULL);
+    CHECK_MSG(strstr(err.msg, "model.safetensors") != NULL, "%s", err.msg);
+    /* 'latest' naming garbage */
+    snprintf(path, sizeof path, "%s/latest", out);
+    FILE *f = fopen(path, "w");
+    fputs("../../etc\n", f);
+    fclose(f);
+    CHECK(dsv3_train_resume(out, &back, &ts, &err) == DSV3_ERR_FORMAT && strstr(err.msg, "latest"));
+    /* no checkpoint at all */
+    snprintf(path, sizeof path, "%s/none", test_tmp_dir());
+    CHECK(dsv3_train_resume(path, &back, &ts, &err) == DSV3_ERR_NOT_FOUND);
+}

@@ -3,14 +3,14 @@
 #   make test       release tests, then the whole suite again under ASan+UBSan
 #   make asan       build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer)
 #   make debug      build-debug/ (-O0 -g)
-#   make demo       release build + generate with the fixture model
+#   make demo       release build + generate text with the embedded default model
 #   make clean
 BUILD   ?= build
 CC      ?= cc
 OPT     ?= -O3 -march=native
 CFLAGS  ?=
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp $(OPT) -Iinclude -Isrc -MMD -MP
-LDLIBS  += -ljansson -lpcre2-8 -lm -fopenmp -lpthread
+LDLIBS  += -ljansson -lpcre2-8 -lmicrohttpd -lm -fopenmp -lpthread
 
 LIB_SRC   := $(shell find src -name '*.c' ! -path 'src/cli/*' | sort)
 CLI_SRC   := $(shell find src/cli -name '*.c' | sort)
@@ -56,7 +56,8 @@ debug:
 	$(MAKE) BUILD=build-debug OPT="-O0 -g" build-debug/dsv3 build-debug/test_dsv3
 
 demo: all
-	./$(BUILD)/dsv3 generate --model ../shared/fixtures/small --prompt-ids 0,5,17,300,42 -n 24
+	./$(BUILD)/dsv3 generate --model models/dsv3-kjv-tiny --prompt "In the beginning God" -n 80 \
+	    --temp 0.8 --top-k 40 --seed 1 --mtp --stats
 
 clean:
 	rm -rf build build-asan build-debug

@@ -15,5 +15,7 @@ int cmd_init_model(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_tokenizer_train(int argc, char **argv);
 int cmd_tokenize_corpus(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 #endif

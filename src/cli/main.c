@@ -23,6 +23,8 @@ static const struct {
     {"export", cmd_export, "training checkpoint -> inference checkpoint (BF16/F32 + tokenizer)"},
     {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer (HF tokenizer.json) on text files"},
     {"tokenize-corpus", cmd_tokenize_corpus, "text files -> token shard (documents + EOS, optional FIM)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP API server with continuous batching"},
+    {"chat", cmd_chat, "interactive chat in the terminal (streamed, with history)"},
 };
 
 static void usage(FILE *out) {

@@ -32,13 +32,16 @@ static void usage(FILE *f) {
 
 typedef struct {
     dsv3_tok_stream *stream; /* NULL: print ids */
+    int32_t tok_vocab;       /* ids >= this (model vocab padding) print nothing */
     int64_t count;
     int failed;
 } printer;
 
 static int print_token(int32_t tok, void *ctx) {
     printer *p = ctx;
-    if (p->stream) {
+    if (p->stream && tok >= p->tok_vocab) {
+        /* padding id of the model's vocabulary: no text */
+    } else if (p->stream) {
         const char *piece;
         size_t plen;
         if (dsv3_tok_stream_push(p->stream, tok, &piece, &plen, NULL)) {
@@ -134,7 +137,7 @@ int cmd_generate(int argc, char **argv) {
     dsv3_sampler_params sp = {temp, top_p, top_k, (uint64_t)seed};
     if (dsv3_sampler_init(&smp, &sp, c->vocab_size, &err)) goto fail;
 
-    printer pr = {have_stream ? &stream : NULL, 0, 0};
+    printer pr = {have_stream ? &stream : NULL, tok ? dsv3_tokenizer_vocab_size(tok) : 0, 0, 0};
     dsv3_gen_stats gs;
     dsv3_status st = dsv3_generate(m, kc, ids, n_prompt, n_gen, &smp, use_mtp, ignore_eos ? -1 : (int32_t)c->eos_token_id,
                                    print_token, &pr, &gs, &err);

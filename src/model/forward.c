@@ -111,7 +111,8 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
     dsv3_status st = dsv3_ws_reserve(m, N, ctx, err);
     if (st) return st;
     dsv3_workspace *ws = &m->ws;
-    dsv3_kv_cache *caches[n_items];
+    dsv3_kv_cache **caches = malloc(sizeof *caches * (size_t)n_items); /* heap: n_items may be large */
+    if (!caches) return dsv3_fail(err, DSV3_ERR_NOMEM, "forward: out of memory");
     int64_t r = 0;
     for (int i = 0; i < n_items; i++) {
         caches[i] = items[i].cache;
@@ -136,6 +137,7 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
     if (out && out->final_hidden) memcpy(out->final_hidden, ws->hn, sizeof(float) * N * H);
     if (out && out->logits) head_logits(m, ws->hn, N, out->logits, out->logits_mask);
     for (int i = 0; i < n_items; i++) items[i].cache->len += items[i].n;
+    free(caches);
     return DSV3_OK;
 }
 

@@ -16,7 +16,8 @@ static void usage(FILE *f) {
 }
 
 static void print_count(const char *label, int64_t n) {
-    printf("  %-34s %16lld  (%.2fB)\n", label, (long long)n, (double)n / 1e9);
+    if (n >= 1000000000LL) printf("  %-34s %16lld  (%.2fB)\n", label, (long long)n, (double)n / 1e9);
+    else printf("  %-34s %16lld  (%.2fM)\n", label, (long long)n, (double)n / 1e6);
 }
 
 int cmd_info(int argc, char **argv) {

@@ -16,6 +16,9 @@ void test_skip(const char *why);
 int test_failed_now(void);
 /* Path of ../shared/fixtures (or $DSV3_FIXTURES); NULL if absent. */
 const char *test_fixtures_dir(void);
+/* Runs an in-process CLI command with stdout redirected to out_path (NULL =
+ * discarded); returns its exit code (-100 if redirection failed). */
+int test_run_cli(int (*fn)(int, char **), int argc, char **argv, const char *out_path);
 /* Scratch directory for the current run (created on demand). */
 const char *test_tmp_dir(void);
 

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* nftw */
 #include "test.h"
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdarg.h>
 #include <string.h>
@@ -67,6 +68,24 @@ const char *test_tmp_dir(void) {
         mkdir(buf, 0755);
     }
     return buf;
+}
+
+int test_run_cli(int (*fn)(int, char **), int argc, char **argv, const char *out_path) {
+    fflush(stdout);
+    int saved = dup(1);
+    int fd = out_path ? open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : open("/dev/null", O_WRONLY);
+    if (fd < 0 || saved < 0) {
+        if (fd >= 0) close(fd);
+        if (saved >= 0) close(saved);
+        return -100;
+    }
+    dup2(fd, 1);
+    close(fd);
+    int rc = fn(argc, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    return rc;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {

@@ -100,3 +100,30 @@ dsv3_status cli_read_input_ids(const dsv3_st_file *f, const char *path, int64_t 
     *T = t->shape[1];
     return DSV3_OK;
 }
+
+int cli_parse_model_io(const char *cmd, int argc, char **argv, void (*usage)(FILE *), const char **model,
+                       const char **in, const char **out) {
+    const char *threads = NULL;
+    int bad = 0;
+    *model = *in = *out = NULL;
+    for (int i = 1; i < argc && !bad; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
+        if (cli_opt(argc, argv, &i, "--model", model, &bad) || cli_opt(argc, argv, &i, "--input", in, &bad) ||
+            cli_opt(argc, argv, &i, "--output", out, &bad) || cli_opt(argc, argv, &i, "-t", &threads, &bad))
+            continue;
+        fprintf(stderr, "dsv3 %s: unknown argument '%s'\n", cmd, argv[i]);
+        bad = 1;
+    }
+    if (bad || !*model || !*in || !*out) {
+        if (!bad) fprintf(stderr, "dsv3 %s: --model, --input and --output are required\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    int64_t nthreads = 0;
+    if (threads && cli_parse_i64(threads, 0, 4096, &nthreads)) {
+        fprintf(stderr, "dsv3 %s: bad -t value '%s'\n", cmd, threads);
+        return 2;
+    }
+    cli_set_threads(nthreads);
+    return -1;
+}

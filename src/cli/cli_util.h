@@ -19,6 +19,14 @@ int cli_error(const char *cmd, const dsv3_error *err);
  * If opt is the last argument, prints an error and sets *bad. */
 int cli_opt(int argc, char **argv, int *i, const char *opt, const char **val, int *bad);
 
+#include <stdio.h>
+
+/* Parses "--model DIR --input IN --output OUT [-t N]" (+ --help) for the
+ * forward-style commands and applies -t. Returns -1 to continue, else the exit
+ * code to return (0 after --help, 2 on a usage error). */
+int cli_parse_model_io(const char *cmd, int argc, char **argv, void (*usage)(FILE *), const char **model,
+                       const char **in, const char **out);
+
 struct dsv3_st_file;
 /* Reads tensor "input_ids" (I64 or I32, [B,T], T >= min_t) of f into a malloc'd
  * int32 array; fills *B, *T. Errors name path and the tensor. */

@@ -18,24 +18,9 @@ static void usage(FILE *f) {
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *model_dir = NULL, *in_path = NULL, *out_path = NULL, *threads = NULL;
-    int bad = 0;
-    for (int i = 1; i < argc && !bad; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
-        if (cli_opt(argc, argv, &i, "--model", &model_dir, &bad) || cli_opt(argc, argv, &i, "--input", &in_path, &bad) ||
-            cli_opt(argc, argv, &i, "--output", &out_path, &bad) || cli_opt(argc, argv, &i, "-t", &threads, &bad))
-            continue;
-        fprintf(stderr, "dsv3 forward: unknown argument '%s'\n", argv[i]);
-        bad = 1;
-    }
-    if (bad || !model_dir || !in_path || !out_path) {
-        if (!bad) fprintf(stderr, "dsv3 forward: --model, --input and --output are required\n");
-        usage(stderr);
-        return 2;
-    }
-    int64_t nthreads = 0;
-    if (threads && cli_parse_i64(threads, 0, 4096, &nthreads)) { fprintf(stderr, "dsv3 forward: bad -t value '%s'\n", threads); return 2; }
-    cli_set_threads(nthreads);
+    const char *model_dir, *in_path, *out_path;
+    int parsed = cli_parse_model_io("forward", argc, argv, usage, &model_dir, &in_path, &out_path);
+    if (parsed >= 0) return parsed;
 
     dsv3_error err = {0};
     int rc = 1;

@@ -206,19 +206,6 @@ TEST(corpus_fim_structure) {
     CHECK(ok);
 }
 
-static int run_quiet(int (*fn)(int, char **), int argc, char **argv) {
-    fflush(stdout);
-    int saved = dup(1), fd = open("/dev/null", O_WRONLY);
-    if (fd < 0 || saved < 0) return -100;
-    dup2(fd, 1);
-    close(fd);
-    int rc = fn(argc, argv);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    return rc;
-}
-
 TEST(corpus_cli_shard) {
     const char *dir = tok_dir(), *in = corpus_file();
     CHECK(dir && in);
@@ -226,7 +213,7 @@ TEST(corpus_cli_shard) {
     snprintf(out, sizeof out, "%s/corpus.tokens", test_tmp_dir());
     char *argv[] = {"tokenize-corpus", "--tokenizer", (char *)dir, "--input", (char *)in, "--out", out,
                     "--doc-separator", "blank-line", "--fim-rate", "0.5", "--seed", "3", NULL};
-    CHECK(run_quiet(cmd_tokenize_corpus, 13, argv) == 0);
+    CHECK(test_run_cli(cmd_tokenize_corpus, 13, argv, NULL) == 0);
     dsv3_tokenizer *tok = load_tok();
     CHECK(tok);
     dsv3_ids ref = {0};
@@ -246,7 +233,7 @@ TEST(corpus_cli_shard) {
     /* line mode: one EOS per non-blank line */
     char *argv2[] = {"tokenize-corpus", "--tokenizer", (char *)dir, "--input", (char *)in, "--out", out,
                      "--doc-separator", "line", NULL};
-    CHECK(run_quiet(cmd_tokenize_corpus, 9, argv2) == 0);
+    CHECK(test_run_cli(cmd_tokenize_corpus, 9, argv2, NULL) == 0);
     CHECK(dsv3_shard_open(out, &sh, &err) == DSV3_OK);
     uint64_t n_eos = 0;
     for (uint64_t i = 0; i < dsv3_shard_len(sh); i++) n_eos += dsv3_shard_token(sh, i) == 1;
@@ -254,10 +241,10 @@ TEST(corpus_cli_shard) {
     CHECK(n_eos == N_DOCS + 3); /* two documents have 2 lines, one has 3 */
     /* errors: missing input (exit 1), bad option values (exit 2) */
     char *missing[] = {"tokenize-corpus", "--tokenizer", (char *)dir, "--input", "/nonexistent.txt", "--out", out, NULL};
-    CHECK(run_quiet(cmd_tokenize_corpus, 7, missing) == 1);
+    CHECK(test_run_cli(cmd_tokenize_corpus, 7, missing, NULL) == 1);
     char *badfim[] = {"tokenize-corpus", "--tokenizer", (char *)dir, "--input", (char *)in, "--out", out,
                       "--fim-rate", "1.5", NULL};
-    CHECK(run_quiet(cmd_tokenize_corpus, 9, badfim) == 2);
+    CHECK(test_run_cli(cmd_tokenize_corpus, 9, badfim, NULL) == 2);
 }
 
 TEST(corpus_missing_special_tokens) {

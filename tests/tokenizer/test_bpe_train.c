@@ -320,19 +320,6 @@ TEST(bpetrain_matches_deepseek_files) {
     }
 }
 
-static int run_quiet(int (*fn)(int, char **), int argc, char **argv) {
-    fflush(stdout);
-    int saved = dup(1), fd = open("/dev/null", O_WRONLY);
-    if (fd < 0 || saved < 0) return -100;
-    dup2(fd, 1);
-    close(fd);
-    int rc = fn(argc, argv);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    return rc;
-}
-
 TEST(bpetrain_cli) {
     char in[512], dir[512], api[512];
     snprintf(in, sizeof in, "%s/bpetrain_in.txt", test_tmp_dir());
@@ -346,7 +333,7 @@ TEST(bpetrain_cli) {
     free(s);
     char *argv[] = {"tokenizer-train", "--input", in, "--vocab-size", "400", "--out", dir,
                     "--special-tokens", "default", "--min-frequency", "2", NULL};
-    CHECK(run_quiet(cmd_tokenizer_train, 11, argv) == 0);
+    CHECK(test_run_cli(cmd_tokenizer_train, 11, argv, NULL) == 0);
     /* same as the API on the same text */
     const char *ref = trained_dir();
     CHECK(ref);
@@ -360,9 +347,9 @@ TEST(bpetrain_cli) {
     free(b);
     CHECK(same);
     char *missing[] = {"tokenizer-train", "--input", "/nonexistent/file.txt", "--vocab-size", "400", "--out", dir, NULL};
-    CHECK(run_quiet(cmd_tokenizer_train, 7, missing) == 1);
+    CHECK(test_run_cli(cmd_tokenizer_train, 7, missing, NULL) == 1);
     char *small[] = {"tokenizer-train", "--input", in, "--vocab-size", "100", "--out", dir, NULL};
-    CHECK(run_quiet(cmd_tokenizer_train, 7, small) == 2);
+    CHECK(test_run_cli(cmd_tokenizer_train, 7, small, NULL) == 2);
     char *nospec[] = {"tokenizer-train", "--input", in, "--vocab-size", "400", "--out", dir, "--special-tokens", "x", NULL};
-    CHECK(run_quiet(cmd_tokenizer_train, 9, nospec) == 2);
+    CHECK(test_run_cli(cmd_tokenizer_train, 9, nospec, NULL) == 2);
 }

@@ -448,21 +448,6 @@ TEST(tok_threads) {
     for (int i = 0; i < 6; i++) CHECK_MSG(args[i].ok, "thread %d got different ids", i);
 }
 
-/* Runs a CLI command with stdout redirected to a file; returns its exit code. */
-static int run_cli(int (*fn)(int, char **), int argc, char **argv, const char *out_path) {
-    fflush(stdout);
-    int saved = dup(1);
-    int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || saved < 0) return -100;
-    dup2(fd, 1);
-    close(fd);
-    int rc = fn(argc, argv);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    return rc;
-}
-
 TEST(tok_cli_tokenize_jsonl) {
     const char *d = tok_dir();
     if (!d) SKIP("DeepSeek-V3 tokenizer not found");
@@ -470,7 +455,7 @@ TEST(tok_cli_tokenize_jsonl) {
     snprintf(ref, sizeof ref, "%s/tokenizer_reference.jsonl", test_fixtures_dir());
     snprintf(out, sizeof out, "%s/tok_cli_ids.txt", test_tmp_dir());
     char *argv[] = {"tokenize", "--tokenizer", (char *)d, "--jsonl", ref, NULL};
-    CHECK(run_cli(cmd_tokenize, 5, argv, out) == 0);
+    CHECK(test_run_cli(cmd_tokenize, 5, argv, out) == 0);
     size_t n;
     json_t **lines = read_jsonl("tokenizer_reference.jsonl", &n);
     FILE *f = fopen(out, "r");
@@ -489,7 +474,7 @@ TEST(tok_cli_tokenize_jsonl) {
     CHECK(i == n && bad == 0);
     /* --text */
     char *argv2[] = {"tokenize", "--tokenizer", (char *)d, "--text", "Hello world", NULL};
-    CHECK(run_cli(cmd_tokenize, 5, argv2, out) == 0);
+    CHECK(test_run_cli(cmd_tokenize, 5, argv2, out) == 0);
     f = fopen(out, "r");
     char buf[256] = {0};
     CHECK(f && fgets(buf, sizeof buf, f));
@@ -497,9 +482,9 @@ TEST(tok_cli_tokenize_jsonl) {
     CHECK(!strcmp(buf, "[19923, 2058]\n"));
     /* usage errors */
     char *argv3[] = {"tokenize", "--tokenizer", (char *)d, NULL};
-    CHECK(run_cli(cmd_tokenize, 3, argv3, out) == 2);
+    CHECK(test_run_cli(cmd_tokenize, 3, argv3, out) == 2);
     char *argv4[] = {"tokenize", "--tokenizer", "/nonexistent/dir", "--text", "x", NULL};
-    CHECK(run_cli(cmd_tokenize, 5, argv4, out) == 1);
+    CHECK(test_run_cli(cmd_tokenize, 5, argv4, out) == 1);
 }
 
 TEST(tok_cli_detokenize_and_chat) {
@@ -508,18 +493,18 @@ TEST(tok_cli_detokenize_and_chat) {
     char out[4096], ref[4096];
     snprintf(out, sizeof out, "%s/tok_cli_out.txt", test_tmp_dir());
     char *argv[] = {"detokenize", "--tokenizer", (char *)d, "--ids", "19923,14,1026,6397", NULL};
-    CHECK(run_cli(cmd_detokenize, 5, argv, out) == 0);
+    CHECK(test_run_cli(cmd_detokenize, 5, argv, out) == 0);
     FILE *f = fopen(out, "r");
     char buf[256] = {0};
     CHECK(f && fgets(buf, sizeof buf, f));
     fclose(f);
     CHECK(!strcmp(buf, "Hello, my dog\n"));
     char *bad[] = {"detokenize", "--tokenizer", (char *)d, "--ids", "1,x", NULL};
-    CHECK(run_cli(cmd_detokenize, 5, bad, out) == 2);
+    CHECK(test_run_cli(cmd_detokenize, 5, bad, out) == 2);
 
     snprintf(ref, sizeof ref, "%s/chat_template_reference.jsonl", test_fixtures_dir());
     char *argv2[] = {"chat-template", "--tokenizer", (char *)d, "--jsonl", ref, NULL};
-    CHECK(run_cli(cmd_chat_template, 5, argv2, out) == 0);
+    CHECK(test_run_cli(cmd_chat_template, 5, argv2, out) == 0);
     size_t n;
     json_t **lines = read_jsonl("chat_template_reference.jsonl", &n);
     f = fopen(out, "r");

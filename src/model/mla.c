@@ -56,9 +56,13 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
             rope_apply(qr, qr, rd, ws->pos[t], m->rope_freqs, m->rope_attn_factor);
         }
     }
-    /* kv_b_proj dequantised once per call: rows [h*(nope+v), +nope) = W_UK_h, next vd rows = W_UV_h */
+    /* kv_b_proj in f32 (cached at load for small models, else dequantised per call): rows [h*(nope+v), +nope) = W_UK_h, next vd rows = W_UV_h */
+    const float *kvb = L->kv_b_f32;
+    if (!kvb) {
 #pragma omp parallel for schedule(static) if (nh * kvb_stride * kvl > DSV3_OMP_MIN_WORK)
-    for (int64_t r = 0; r < nh * kvb_stride; r++) dsv3_weight_row_f32(&L->kv_b, r, ws->kvb + r * kvl);
+        for (int64_t r = 0; r < nh * kvb_stride; r++) dsv3_weight_row_f32(&L->kv_b, r, ws->kvb + r * kvl);
+        kvb = ws->kvb;
+    }
 
     const float sigma = m->softmax_scale;
     const int64_t scratch = row + ws->ctx + kvl;
@@ -67,7 +71,7 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
         int64_t t = th / nh, h = th % nh;
         float *qt = ws->head_scratch + omp_get_thread_num() * scratch, *sc = qt + row, *lat = sc + ws->ctx;
         const float *qc = ws->q + t * nh * qk + h * qk;
-        const float *wuk = ws->kvb + h * kvb_stride * kvl;
+        const float *wuk = kvb + h * kvb_stride * kvl;
         /* q~[j] = Σ_d W_UK[d][j] q_C[d], d ascending */
         memset(qt, 0, sizeof(float) * kvl);
         for (int64_t d = 0; d < nope; d++) {

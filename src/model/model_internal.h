@@ -15,6 +15,7 @@ typedef struct {
     dsv3_weight q_a, q_b, q_proj;        /* q LoRA (q_a, q_b) or plain q_proj */
     float *q_a_norm;                     /* [q_lora_rank] */
     dsv3_weight kv_a, kv_b, o;
+    float *kv_b_f32;                     /* kv_b_proj dequantised once at load (small models), or NULL */
     float *kv_a_norm;                    /* [kv_lora_rank] */
     int is_moe;
     dsv3_ffn mlp;                        /* dense layers */

@@ -196,6 +196,18 @@ static dsv3_status load_all(loader *ld) {
             m->has_mtp = 1;
         }
     }
+    /* Absorbed MLA needs W_UK / W_UV in f32 every call (spec §3.7). When all
+     * layers' kv_b_proj fit in 256 MB as f32, dequantise them once here. */
+    int64_t kvb_n = c->num_attention_heads * (c->qk_nope_head_dim + c->v_head_dim) * c->kv_lora_rank;
+    if ((c->num_hidden_layers + m->has_mtp) * kvb_n * (int64_t)sizeof(float) <= ((int64_t)256 << 20)) {
+        for (int64_t l = 0; l <= c->num_hidden_layers; l++) {
+            dsv3_layer *L = l < c->num_hidden_layers ? &m->layers[l] : (m->has_mtp ? &m->mtp.block : NULL);
+            if (!L) continue;
+            L->kv_b_f32 = track(m, malloc(sizeof(float) * kvb_n));
+            if (!L->kv_b_f32) return dsv3_fail(ld->err, DSV3_ERR_NOMEM, "out of memory");
+            for (int64_t r = 0; r < L->kv_b.rows; r++) dsv3_weight_row_f32(&L->kv_b, r, L->kv_b_f32 + r * c->kv_lora_rank);
+        }
+    }
     int64_t half = c->qk_rope_head_dim / 2;
     m->rope_freqs = track(m, malloc((size_t)half * sizeof(float)));
     if (!m->rope_freqs) return dsv3_fail(ld->err, DSV3_ERR_NOMEM, "out of memory");

@@ -13,14 +13,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "dsv3/clock.h"
 #include "dsv3/model.h"
 #include "dsv3/sampling.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Peak resident set size in MiB from /proc/self/status (VmHWM); -1 if unavailable. */
 static double peak_rss_mib(void) {
@@ -99,12 +94,12 @@ int main(int argc, char **argv) {
 
     dsv3_error err = {0};
     dsv3_model *m = NULL;
-    double t0 = now_s();
+    double t0 = dsv3_now_s();
     if (dsv3_model_load(model_dir, &m, &err)) {
         fprintf(stderr, "bench_decode: %s\n", err.msg);
         return 1;
     }
-    double load_s = now_s() - t0;
+    double load_s = dsv3_now_s() - t0;
     const dsv3_config *c = dsv3_model_config(m);
     const int64_t V = c->vocab_size;
 
@@ -127,9 +122,9 @@ int main(int argc, char **argv) {
         if (dsv3_kv_cache_new(m, n_prompt + n_gen + 1, &kc, &err)) { rc = 1; break; }
         dsv3_batch_item it = {kc, prompt, n_prompt};
         dsv3_forward_out out = {.logits = prefill_logits, .logits_mask = mask};
-        double a = now_s();
+        double a = dsv3_now_s();
         if (dsv3_forward(m, &it, 1, &out, &err)) rc = 1;
-        double b = now_s();
+        double b = dsv3_now_s();
         int32_t tok = dsv3_argmax(prefill_logits + (n_prompt - 1) * V, V);
         gen[0] = tok;
         for (long i = 0; i < n_gen && !rc; i++) { /* each step: feed the last token, pick the next */
@@ -139,7 +134,7 @@ int main(int argc, char **argv) {
             tok = dsv3_argmax(logits, V);
             gen[i + 1] = tok;
         }
-        double d = now_s();
+        double d = dsv3_now_s();
         pf[r] = n_prompt / (b - a);
         dec[r] = n_gen > 0 ? n_gen / (d - b) : 0;
         uint64_t h = 1469598103934665603ull; /* FNV-1a of the generated ids: equal across repeats */

@@ -20,14 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dsv3/clock.h"
 #include "dsv3/tokenizer.h"
 #include "tokenizer/tokenizer_internal.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 static uint64_t rnd(void) {
@@ -158,7 +153,7 @@ static double encode_pass(dsv3_tok_encoder *enc, const strlist *docs, size_t tot
     dsv3_error err = {0};
     uint64_t h = 0;
     size_t nt = 0;
-    double t0 = now_s();
+    double t0 = dsv3_now_s();
     for (size_t i = 0; i < docs->n; i++) {
         ids.len = 0;
         if (dsv3_tok_encoder_encode(enc, docs->s[i], strlen(docs->s[i]), 0, &ids, &err)) {
@@ -168,7 +163,7 @@ static double encode_pass(dsv3_tok_encoder *enc, const strlist *docs, size_t tot
         nt += ids.len;
         h = checksum_update(h, &ids);
     }
-    double dt = now_s() - t0;
+    double dt = dsv3_now_s() - t0;
     dsv3_ids_free(&ids);
     if (sum) *sum = h;
     if (ntok) *ntok = nt;
@@ -212,13 +207,13 @@ int main(int argc, char **argv) {
     dsv3_error err = {0};
     double load_first = 0, load_best = 1e9;
     for (int r = 0; r < 5; r++) {
-        double t0 = now_s();
+        double t0 = dsv3_now_s();
         dsv3_tokenizer *t;
         if (dsv3_tokenizer_load(tokdir, &t, &err)) {
             fprintf(stderr, "bench_tokenizer: %s\n", err.msg);
             return 1;
         }
-        double dt = (now_s() - t0) * 1e3;
+        double dt = (dsv3_now_s() - t0) * 1e3;
         if (!r) load_first = dt;
         if (dt < load_best) load_best = dt;
         if (tok) dsv3_tokenizer_free(tok);

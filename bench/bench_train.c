@@ -16,23 +16,18 @@
 #include <string.h>
 #include <time.h>
 
+#include "dsv3/clock.h"
 #include "dsv3/model.h"
 #include "dsv3/train.h"
 
 typedef float v8 __attribute__((vector_size(64)));
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* f32 FMA peak: 12 independent vector chains per thread. */
 static double measure_peak_flops(int threads) {
     const long iters = 40000000;
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = now_s();
+        double t0 = dsv3_now_s();
         float sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
         {
@@ -43,7 +38,7 @@ static double measure_peak_flops(int threads) {
                 for (int k = 0; k < 12; k++) a[k] = a[k] * m + c;
             for (int k = 0; k < 12; k++) sink += a[k][0];
         }
-        double dt = now_s() - t0, flops = 2.0 * 16 * 12 * (double)iters * threads / dt;
+        double dt = dsv3_now_s() - t0, flops = 2.0 * 16 * 12 * (double)iters * threads / dt;
         if (flops > best) best = flops;
         if (sink == 12345.0f) printf(" ");
     }
@@ -106,7 +101,7 @@ int main(int argc, char **argv) {
     dsv3_adamw_params ap = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0};
     double *tps = malloc(sizeof(double) * (steps + 1));
     for (int64_t st = 0; st <= steps; st++) {
-        double t0 = now_s();
+        double t0 = dsv3_now_s();
         dsv3_train_zero_grad(tm);
         dsv3_step_stats ss = {0};
         if (dsv3_train_forward_backward(tm, ids, B, T, &lp, &ss, &err) || dsv3_adamw_step(tm, &ap, st + 1, &err)) {
@@ -114,7 +109,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         dsv3_clip_grad_norm(tm, 1.0);
-        tps[st] = (double)(B * T) / (now_s() - t0);
+        tps[st] = (double)(B * T) / (dsv3_now_s() - t0);
     }
     qsort(tps + 1, (size_t)steps, sizeof(double), cmp_d); /* step 0 is warm-up */
     double med = tps[1 + steps / 2];

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dsv3/clock.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "dsv3/init_model.h"
@@ -47,12 +48,6 @@ static int parse_size(const char *s, uint64_t *out) {
 static void progress(void *ctx, int shard, int n_shards, const char *path) {
     (void)ctx;
     fprintf(stderr, "  wrote %s (%d/%d)\n", path, shard + 1, n_shards);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int cmd_init_model(int argc, char **argv) {
@@ -100,11 +95,11 @@ int cmd_init_model(int argc, char **argv) {
 
     dsv3_error err = {0};
     dsv3_init_result r;
-    double t0 = now_s();
+    double t0 = dsv3_now_s();
     if (dsv3_init_model(config, out, &o, &r, &err)) return cli_error("init-model", &err);
     if (!quiet)
         fprintf(stderr, "%s: %lld parameters, %lld tensors, %.3f GB in %d file(s), %s, seed %lld, std %g (%.1fs)\n", out,
                 (long long)r.n_params, (long long)r.n_tensors, r.total_bytes / 1e9, r.n_shards, dtype_s,
-                (long long)seed, (double)o.std, now_s() - t0);
+                (long long)seed, (double)o.std, dsv3_now_s() - t0);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dsv3/clock.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "dsv3/corpus.h"
@@ -24,12 +25,6 @@ static void usage(FILE *f) {
                "  --seed S           RNG seed for FIM (default 0)\n"
                "  -q                 no summary output\n"
                "  -t N               threads (default: all cores)\n");
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int cmd_tokenize_corpus(int argc, char **argv) {
@@ -89,14 +84,14 @@ int cmd_tokenize_corpus(int argc, char **argv) {
     o.fim_rate = fim;
     o.seed = (uint64_t)seed;
     o.threads = (int)nt;
-    double t0 = now_s();
+    double t0 = dsv3_now_s();
     dsv3_error err = {0};
     dsv3_tokenizer *tok = NULL;
     dsv3_ids ids = {0};
     dsv3_corpus_stats s;
     dsv3_status st = dsv3_tokenizer_load(tok_dir, &tok, &err);
     if (!st) st = dsv3_corpus_tokenize_files(tok, inputs, (size_t)n_inputs, &o, &ids, &s, &err);
-    double t1 = now_s();
+    double t1 = dsv3_now_s();
     if (!st) st = dsv3_shard_write(out, ids.data, ids.len, (uint64_t)dsv3_tokenizer_vocab_size(tok), &err);
     if (!st && !quiet)
         printf("tokenize-corpus: %llu file(s), %llu documents, %llu bytes -> %llu tokens (%.4f tokens/byte, "
@@ -105,7 +100,7 @@ int cmd_tokenize_corpus(int argc, char **argv) {
                (unsigned long long)s.files, (unsigned long long)s.docs, (unsigned long long)s.bytes,
                (unsigned long long)s.tokens, s.bytes ? (double)s.tokens / (double)s.bytes : 0.0,
                (unsigned long long)s.fim_docs, s.docs ? 100.0 * (double)s.fim_docs / (double)s.docs : 0.0, t1 - t0,
-               now_s() - t1, out, (int)dsv3_tokenizer_vocab_size(tok));
+               dsv3_now_s() - t1, out, (int)dsv3_tokenizer_vocab_size(tok));
     dsv3_ids_free(&ids);
     dsv3_tokenizer_free(tok);
     free(inputs);

@@ -4,14 +4,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "dsv3/clock.h"
 #include "dsv3/sampling.h"
 #include "model/model_internal.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct {
     dsv3_token_cb cb;
@@ -56,7 +51,7 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
         goto done;
     }
     /* prefill: logits of the last prompt row only; hidden states for MTP */
-    double t0 = now_s();
+    double t0 = dsv3_now_s();
     mask[n_prompt - 1] = 1;
     float *plog = malloc(sizeof(float) * V * n_prompt);
     if (!plog) { s = dsv3_fail(err, DSV3_ERR_NOMEM, "generate: out of memory"); goto done; }
@@ -67,8 +62,8 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
     free(plog);
     if (s) goto done;
     int32_t t = dsv3_sample(smp, logits, V);
-    st->prefill_s = now_s() - t0;
-    t0 = now_s();
+    st->prefill_s = dsv3_now_s() - t0;
+    t0 = dsv3_now_s();
     if (emit(&e, t)) goto finish;
     if (!use_mtp) {
         for (;;) {
@@ -118,7 +113,7 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
         }
     }
 finish:
-    st->decode_s = now_s() - t0;
+    st->decode_s = dsv3_now_s() - t0;
 done:
     free(logits); free(p0); free(q); free(hid); free(next); free(mask);
     return s;

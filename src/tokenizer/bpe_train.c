@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dsv3/clock.h"
 #include "dsv3/bpe_train.h"
 #include "tokenizer/tokenizer_internal.h"
 
@@ -83,12 +84,6 @@ static const char k_chat_template[] =
     "}{%- endif %}{%- endif %}{%- endfor -%}{% if ns.is_tool %}{{'<\357\275\234tool\342\226\201output"
     "s\342\226\201end\357\275\234>'}}{% endif %}{% if add_generation_prompt and not ns.is_tool %}{{'<"
     "\357\275\234Assistant\357\275\234>'}}{% endif %}";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---------------- interned byte strings (id <-> bytes) ---------------- */
 
@@ -430,7 +425,7 @@ static size_t special_at(const char *s, size_t n) {
 
 dsv3_status dsv3_bpe_trainer_feed(dsv3_bpe_trainer *t, const char *text, size_t len, dsv3_error *err) {
     if (t->trained) return dsv3_fail(err, DSV3_ERR_INVALID, "bpe train: feed after train");
-    double t0 = now_s();
+    double t0 = dsv3_now_s();
     dsv3_status st = DSV3_OK;
     size_t seg = 0, pos = 0;
     /* special-token strings in the text are cut out, as encode matches them before pre-tokenization */
@@ -446,7 +441,7 @@ dsv3_status dsv3_bpe_trainer_feed(dsv3_bpe_trainer *t, const char *text, size_t 
     if (!st && len > seg) st = split_stage(t, 0, text + seg, len - seg, err);
     t->st.bytes += len;
     t->st.unique_words = t->words.n;
-    t->st.pretokenize_s += now_s() - t0;
+    t->st.pretokenize_s += dsv3_now_s() - t0;
     return st;
 }
 
@@ -509,7 +504,7 @@ dsv3_status dsv3_bpe_trainer_train(dsv3_bpe_trainer *t, int32_t vocab_size, int6
                          (int)vocab_size, DSV3_BPE_N_SPECIAL + 256);
     if (min_frequency < 1) return dsv3_fail(err, DSV3_ERR_INVALID, "bpe train: min frequency must be >= 1");
     t->trained = 1;
-    double t0 = now_s();
+    double t0 = dsv3_now_s();
     size_t nw = t->words.n;
     int added;
     for (int i = 0; i < 256; i++) {
@@ -577,7 +572,7 @@ dsv3_status dsv3_bpe_trainer_train(dsv3_bpe_trainer *t, int32_t vocab_size, int6
     free(cat);
     t->st.merges = (int64_t)t->nmerges;
     t->st.vocab_size = DSV3_BPE_N_SPECIAL + (int32_t)t->toks.n;
-    t->st.train_s = now_s() - t0;
+    t->st.train_s = dsv3_now_s() - t0;
     return DSV3_OK;
 oom_cat:
     free(cat);

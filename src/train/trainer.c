@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "dsv3/clock.h"
 #include "dsv3/data.h"
 #include "train/train_internal.h"
 
@@ -39,12 +40,6 @@ dsv3_status dsv3_train_eval_loss(dsv3_train_model *tm, const int32_t *ids, int64
     dsv3_train_zero_grad(tm);
     *loss = s.loss_main;
     return st;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static void progress(int64_t step, int64_t steps, double loss, float lr, double tok_s, double eta) {
@@ -121,10 +116,10 @@ dsv3_status dsv3_train_run(const dsv3_train_options *o, dsv3_error *err) {
     ap.bf16_moments = ts.bf16_moments;
     int64_t n_moe = 0;
     for (int64_t l = 0; l < c->num_hidden_layers; l++) n_moe += dsv3_train_model_bias(tm, l) != NULL;
-    double t_start = now_s(), tokens_run = 0, last_loss = 0;
+    double t_start = dsv3_now_s(), tokens_run = 0, last_loss = 0;
     int64_t first_step = ts.step;
     while (ts.step < o->steps) {
-        double t0 = now_s();
+        double t0 = dsv3_now_s();
         dsv3_train_zero_grad(tm);
         memset(load_sum, 0, sizeof(float) * n_moe * E);
         dsv3_step_stats acc = {0};
@@ -162,7 +157,7 @@ dsv3_status dsv3_train_run(const dsv3_train_options *o, dsv3_error *err) {
             ts.loss_ema = ts.loss_ema > 0 ? 0.95 * ts.loss_ema + 0.05 * acc.loss_total : acc.loss_total;
         }
         ts.step++;
-        double dt = now_s() - t0, tok = (double)(B * T * o->grad_accum);
+        double dt = dsv3_now_s() - t0, tok = (double)(B * T * o->grad_accum);
         tokens_run += tok;
         last_loss = acc.loss_main;
         fprintf(log, "{\"step\":%lld,\"loss\":%.6f,\"loss_main\":%.6f,\"loss_mtp\":%.6f,\"loss_bal\":%.6f,"
@@ -189,7 +184,7 @@ dsv3_status dsv3_train_run(const dsv3_train_options *o, dsv3_error *err) {
             if (st) goto done;
         }
         if (!o->quiet) {
-            double el = now_s() - t_start, rate = tokens_run / el;
+            double el = dsv3_now_s() - t_start, rate = tokens_run / el;
             progress(ts.step, o->steps, last_loss, lr, rate, el / (double)(ts.step - first_step) * (double)(o->steps - ts.step));
         }
     }

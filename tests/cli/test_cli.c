@@ -98,3 +98,12 @@ TEST(cli_forward_writes_outputs) {
     snprintf(args, sizeof args, "forward --model %s/small --input %s --output %s", test_fixtures_dir(), outp, in);
     CHECK(run(args, out, sizeof out, 1) == 1 && strstr(out, "input_ids"));
 }
+
+TEST(cli_bench_table) {
+    if (!test_fixtures_dir()) SKIP("fixtures absent");
+    static char out[16384], args[4096];
+    snprintf(args, sizeof args, "bench --model %s/small -p 8 -n 4 -r 2 -t 1", test_fixtures_dir());
+    CHECK(run(args, out, sizeof out, 0) == 0);
+    CHECK_MSG(strstr(out, "| small |") && strstr(out, "| pp8 |") && strstr(out, "| tg4 |"), "%s", out);
+    CHECK(run("bench --model x -r 0", out, sizeof out, 1) == 2);
+}

@@ -19,6 +19,8 @@ const char *test_fixtures_dir(void);
 /* Runs an in-process CLI command with stdout redirected to out_path (NULL =
  * discarded); returns its exit code (-100 if redirection failed). */
 int test_run_cli(int (*fn)(int, char **), int argc, char **argv, const char *out_path);
+/* Path of the dsv3 binary built next to this test binary. */
+const char *test_dsv3_bin(void);
 /* Scratch directory for the current run (created on demand). */
 const char *test_tmp_dir(void);
 

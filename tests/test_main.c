@@ -70,6 +70,18 @@ const char *test_tmp_dir(void) {
     return buf;
 }
 
+const char *test_dsv3_bin(void) {
+    static char path[4096];
+    if (!path[0]) {
+        ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
+        if (n <= 0) return "build/dsv3";
+        path[n] = 0;
+        char *slash = strrchr(path, '/');
+        strcpy(slash ? slash + 1 : path, "dsv3");
+    }
+    return path;
+}
+
 int test_run_cli(int (*fn)(int, char **), int argc, char **argv, const char *out_path) {
     fflush(stdout);
     int saved = dup(1);

@@ -8,22 +8,10 @@
 #include "../test.h"
 #include "dsv3/safetensors.h"
 
-static const char *dsv3_bin(void) {
-    static char path[4096];
-    if (!path[0]) {
-        ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
-        if (n <= 0) return "build/dsv3";
-        path[n] = 0;
-        char *slash = strrchr(path, '/');
-        strcpy(slash ? slash + 1 : path, "dsv3");
-    }
-    return path;
-}
-
 /* Runs "dsv3 <args>", captures stdout (and stderr when merge) into out; returns exit status. */
 static int run(const char *args, char *out, size_t cap, int merge) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s %s %s", dsv3_bin(), args, merge ? "2>&1" : "2>/dev/null");
+    static char cmd[4096 + 16384 + 32];
+    snprintf(cmd, sizeof cmd, "%.4095s %.16383s %s", test_dsv3_bin(), args, merge ? "2>&1" : "2>/dev/null");
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     size_t n = fread(out, 1, cap - 1, p);

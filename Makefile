@@ -9,7 +9,7 @@ BUILD   ?= build
 CC      ?= cc
 OPT     ?= -O3 -march=native
 CFLAGS  ?=
-CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp $(OPT) -Iinclude -Isrc -MMD -MP
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-psabi -fopenmp $(OPT) -Iinclude -Isrc -MMD -MP
 LDLIBS  += -ljansson -lpcre2-8 -lmicrohttpd -lm -fopenmp -lpthread
 
 LIB_SRC   := $(shell find src -name '*.c' ! -path 'src/cli/*' | sort)

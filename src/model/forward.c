@@ -156,7 +156,7 @@ static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float 
     dsv3_workspace *ws = &m->ws;
     const int64_t H = c->hidden_size;
     const float eps = (float)c->rms_norm_eps;
-    const dsv3_mtp_module *mt = &m->mtp;
+    const dsv3_mtp_module *mt = &m->mtp[0];
     /* z_i = eh_proj [enorm(Emb(t_{i+1})) ; hnorm(h_i)]  (embedding half first, spec §4.1) */
     dsv3_embed_rows(m, next_tokens, n, ws->x);
     for (int64_t t = n - 1; t >= 0; t--) { /* build [n, 2H] rows in hn */

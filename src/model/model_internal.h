@@ -25,6 +25,8 @@ typedef struct {
     dsv3_ffn shared;                     /* when n_shared_experts > 0 */
 } dsv3_layer;
 
+#define DSV3_MAX_MTP 4 /* MTP depths supported (the released models have 1) */
+
 typedef struct {
     float *enorm, *hnorm, *head_norm;
     dsv3_weight eh_proj;                 /* [hidden, 2*hidden]: embedding half first (spec §4.1) */
@@ -60,8 +62,9 @@ struct dsv3_model {
     dsv3_weight embed, lm_head;
     float *final_norm;
     dsv3_layer *layers;
-    int has_mtp;
-    dsv3_mtp_module mtp;
+    int has_mtp;                         /* n_mtp > 0 */
+    int n_mtp;                           /* MTP modules (depths) loaded; inference drafts with mtp[0] */
+    dsv3_mtp_module mtp[DSV3_MAX_MTP];
     float *rope_freqs;                   /* [rope_dim/2] YaRN-corrected */
     float softmax_scale, rope_attn_factor;
     int64_t n_moe_layers;

@@ -178,31 +178,34 @@ static dsv3_status load_all(loader *ld) {
         m->n_moe_layers += moe;
         TRY(bind_layer(ld, l, moe, &m->layers[l]));
     }
-    /* MTP module at layer index num_hidden_layers (spec §2.3); optional. */
-    if (c->num_nextn_predict_layers > 0) {
+    /* MTP modules at layer indices num_hidden_layers + k (spec §2.3); optional,
+     * but when the first is present all num_nextn_predict_layers must be. */
+    if (c->num_nextn_predict_layers > DSV3_MAX_MTP)
+        return dsv3_fail(ld->err, DSV3_ERR_UNSUPPORTED, "%s: num_nextn_predict_layers %lld > %d supported", ld->dir,
+                         (long long)c->num_nextn_predict_layers, DSV3_MAX_MTP);
+    for (int64_t k = 0; k < c->num_nextn_predict_layers; k++) {
         char name[256];
-        int64_t idx = c->num_hidden_layers;
+        int64_t idx = c->num_hidden_layers + k;
         snprintf(name, sizeof name, "model.layers.%lld.eh_proj.weight", (long long)idx);
-        if (dsv3_ckpt_find(m->ckpt, name)) {
-            dsv3_mtp_module *mt = &m->mtp;
-            TRY(bind_matrix(ld, name, H, 2 * H, &mt->eh_proj));
-            snprintf(name, sizeof name, "model.layers.%lld.enorm.weight", (long long)idx);
-            TRY(bind_vector(ld, name, H, &mt->enorm));
-            snprintf(name, sizeof name, "model.layers.%lld.hnorm.weight", (long long)idx);
-            TRY(bind_vector(ld, name, H, &mt->hnorm));
-            snprintf(name, sizeof name, "model.layers.%lld.shared_head.norm.weight", (long long)idx);
-            TRY(bind_vector(ld, name, H, &mt->head_norm));
-            TRY(bind_layer(ld, idx, dsv3_config_is_moe_layer(c, idx), &mt->block));
-            m->has_mtp = 1;
-        }
+        if (k == 0 && !dsv3_ckpt_find(m->ckpt, name)) break; /* checkpoint without MTP weights */
+        dsv3_mtp_module *mt = &m->mtp[k];
+        TRY(bind_matrix(ld, name, H, 2 * H, &mt->eh_proj));
+        snprintf(name, sizeof name, "model.layers.%lld.enorm.weight", (long long)idx);
+        TRY(bind_vector(ld, name, H, &mt->enorm));
+        snprintf(name, sizeof name, "model.layers.%lld.hnorm.weight", (long long)idx);
+        TRY(bind_vector(ld, name, H, &mt->hnorm));
+        snprintf(name, sizeof name, "model.layers.%lld.shared_head.norm.weight", (long long)idx);
+        TRY(bind_vector(ld, name, H, &mt->head_norm));
+        TRY(bind_layer(ld, idx, dsv3_config_is_moe_layer(c, idx), &mt->block));
+        m->n_mtp = (int)k + 1;
     }
+    m->has_mtp = m->n_mtp > 0;
     /* Absorbed MLA needs W_UK / W_UV in f32 every call (spec §3.7). When all
      * layers' kv_b_proj fit in 256 MB as f32, dequantise them once here. */
     int64_t kvb_n = c->num_attention_heads * (c->qk_nope_head_dim + c->v_head_dim) * c->kv_lora_rank;
-    if ((c->num_hidden_layers + m->has_mtp) * kvb_n * (int64_t)sizeof(float) <= ((int64_t)256 << 20)) {
-        for (int64_t l = 0; l <= c->num_hidden_layers; l++) {
-            dsv3_layer *L = l < c->num_hidden_layers ? &m->layers[l] : (m->has_mtp ? &m->mtp.block : NULL);
-            if (!L) continue;
+    if ((c->num_hidden_layers + m->n_mtp) * kvb_n * (int64_t)sizeof(float) <= ((int64_t)256 << 20)) {
+        for (int64_t l = 0; l < c->num_hidden_layers + m->n_mtp; l++) {
+            dsv3_layer *L = l < c->num_hidden_layers ? &m->layers[l] : &m->mtp[l - c->num_hidden_layers].block;
             L->kv_b_f32 = track(m, malloc(sizeof(float) * kvb_n));
             if (!L->kv_b_f32) return dsv3_fail(ld->err, DSV3_ERR_NOMEM, "out of memory");
             for (int64_t r = 0; r < L->kv_b.rows; r++) dsv3_weight_row_f32(&L->kv_b, r, L->kv_b_f32 + r * c->kv_lora_rank);

@@ -92,11 +92,11 @@ static dsv3_status write_model(dsv3_train_model *tm, const char *path, dsv3_dtyp
     }
     for (int64_t l = 0; !st && l < c->num_hidden_layers; l++)
         if (tm->layers[l].bias) st = add_bias(w, l, tm->layers[l].bias, c->n_routed_experts, err);
-    if (!st && tm->has_mtp) {
-        /* the MTP layer carries copies of the shared embedding and head (spec §2.3) */
+    for (int k = 0; !st && k < tm->n_mtp; k++) {
+        /* each MTP layer carries copies of the shared embedding and head (spec §2.3) */
         char name[256];
-        int64_t L = c->num_hidden_layers;
-        if (tm->mtp.block.bias) st = add_bias(w, L, tm->mtp.block.bias, c->n_routed_experts, err);
+        int64_t L = c->num_hidden_layers + k;
+        if (tm->mtp[k].block.bias) st = add_bias(w, L, tm->mtp[k].block.bias, c->n_routed_experts, err);
         snprintf(name, sizeof name, "model.layers.%lld.embed_tokens.weight", (long long)L);
         if (!st) st = add_as(w, name, dt, 2, tm->embed->shape, tm->embed->w, tm->embed->numel, err);
         snprintf(name, sizeof name, "model.layers.%lld.shared_head.head.weight", (long long)L);

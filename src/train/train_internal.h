@@ -4,6 +4,7 @@
 
 #include "dsv3/ops.h"
 #include "dsv3/train.h"
+#include "model/model_internal.h" /* DSV3_MAX_MTP */
 
 typedef struct {
     dsv3_param *gate, *up, *down;
@@ -33,8 +34,8 @@ struct dsv3_train_model {
     int n_params;
     dsv3_param *embed, *lm_head, *final_norm;
     tlayer *layers;
-    int has_mtp;
-    tmtp mtp;
+    int has_mtp, n_mtp;   /* MTP depths D (modules model.layers.L .. L+D-1) */
+    tmtp mtp[DSV3_MAX_MTP];
     float **biases;       /* [num_hidden_layers] (NULL for dense) */
     float *rope_freqs;
     float sigma, rope_amp;

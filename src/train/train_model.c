@@ -110,7 +110,7 @@ dsv3_status dsv3_train_model_load(const char *dir, dsv3_train_model **out, dsv3_
     tm->cfg = m->cfg;
     const dsv3_config *c = &tm->cfg;
     int64_t per_layer = 16 + 3 * (c->n_routed_experts + 2);
-    int cap = (int)(8 + (c->num_hidden_layers + 1) * per_layer);
+    int cap = (int)(8 + (c->num_hidden_layers + DSV3_MAX_MTP) * per_layer);
     tm->params = calloc((size_t)cap, sizeof(dsv3_param));
     tm->layers = calloc((size_t)c->num_hidden_layers, sizeof(tlayer));
     tm->biases = calloc((size_t)c->num_hidden_layers, sizeof(float *));
@@ -128,21 +128,23 @@ dsv3_status dsv3_train_model_load(const char *dir, dsv3_train_model **out, dsv3_
         bad = build_layer(tm, cap, l, &m->layers[l], &tm->layers[l]) != 0;
         if (!bad) tm->biases[l] = tm->layers[l].bias;
     }
-    if (!bad && m->has_mtp) {
+    for (int k = 0; !bad && k < m->n_mtp; k++) {
         char name[256];
-        int64_t L = c->num_hidden_layers, H = c->hidden_size;
-        tmtp *mt = &tm->mtp;
+        int64_t L = c->num_hidden_layers + k, H = c->hidden_size;
+        tmtp *mt = &tm->mtp[k];
+        const dsv3_mtp_module *src = &m->mtp[k];
         snprintf(name, sizeof name, "model.layers.%lld.enorm.weight", (long long)L);
-        bad |= !(mt->enorm = param_from_vec(tm, cap, name, m->mtp.enorm, H));
+        bad |= !(mt->enorm = param_from_vec(tm, cap, name, src->enorm, H));
         snprintf(name, sizeof name, "model.layers.%lld.hnorm.weight", (long long)L);
-        bad |= !bad && !(mt->hnorm = param_from_vec(tm, cap, name, m->mtp.hnorm, H));
+        bad |= !bad && !(mt->hnorm = param_from_vec(tm, cap, name, src->hnorm, H));
         snprintf(name, sizeof name, "model.layers.%lld.eh_proj.weight", (long long)L);
-        bad |= !bad && !(mt->eh_proj = param_from_weight(tm, cap, name, &m->mtp.eh_proj));
+        bad |= !bad && !(mt->eh_proj = param_from_weight(tm, cap, name, &src->eh_proj));
         snprintf(name, sizeof name, "model.layers.%lld.shared_head.norm.weight", (long long)L);
-        bad |= !bad && !(mt->head_norm = param_from_vec(tm, cap, name, m->mtp.head_norm, H));
-        bad |= !bad && build_layer(tm, cap, L, &m->mtp.block, &mt->block) != 0;
-        tm->has_mtp = !bad;
+        bad |= !bad && !(mt->head_norm = param_from_vec(tm, cap, name, src->head_norm, H));
+        bad |= !bad && build_layer(tm, cap, L, &src->block, &mt->block) != 0;
+        if (!bad) tm->n_mtp = k + 1;
     }
+    tm->has_mtp = tm->n_mtp > 0;
     dsv3_model_free(m);
     if (!bad) {
         char path[4096];
@@ -180,7 +182,7 @@ void dsv3_train_model_free(dsv3_train_model *tm) {
     }
     if (tm->layers)
         for (int64_t l = 0; l < tm->cfg.num_hidden_layers; l++) free_tlayer(&tm->cfg, &tm->layers[l]);
-    free_tlayer(&tm->cfg, &tm->mtp.block);
+    for (int k = 0; k < DSV3_MAX_MTP; k++) free_tlayer(&tm->cfg, &tm->mtp[k].block);
     free(tm->params); free(tm->layers); free(tm->biases); free(tm->rope_freqs); free(tm->config_json);
     for (int i = 0; i < 4; i++) free(tm->big[i]);
     free(tm);
@@ -236,6 +238,15 @@ static double cross_entropy(const float *logits, const int32_t *targets, int64_t
 
 /* ---- whole model ---- */
 
+/* Saved state of one MTP depth between its forward and backward. */
+typedef struct {
+    int64_t S;                  /* rows per sequence (T - k) */
+    float *emb, *hin, *cat;     /* inputs: Emb(t_{i+k}), h^{k-1}, [enorm ; hnorm] */
+    float *ym, *yn, *dyn;       /* block output, shared_head.norm output and its gradient */
+    mla_cache *mc;
+    ffn_cache *fc;
+} mtp_depth;
+
 /* Buffer slot i of at least n floats, kept across steps (no page faults per step). */
 static float *big_buffer(dsv3_train_model *tm, int i, int64_t n) {
     if (tm->big_cap[i] < n) {
@@ -285,77 +296,104 @@ dsv3_status dsv3_train_forward_backward(dsv3_train_model *tm, const int32_t *ids
     /* main loss: position t predicts ids[t+1] */
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) tgt[b * T + t] = t + 1 < T ? ids[b * T + t + 1] : -1;
-    double loss_main = cross_entropy(logits, tgt, n, V, 1.0f, dlog), loss_mtp = 0;
+    double loss_main = cross_entropy(logits, tgt, n, V, 1.0f, dlog), loss_mtp = 0; /* mean over depths */
 
-    /* MTP depth 1 (spec §4.1): rows i = 0..T-2 take (h_i, t_{i+1}); row i predicts t_{i+2} */
-    if (tm->has_mtp && T >= 3 && lp->mtp_lambda != 0.0f) {
-        const tmtp *mt = &tm->mtp;
-        const int64_t S2 = T - 1, n2 = B * S2;
-        tseq sq2 = {B, S2};
-        float *emb = malloc(sizeof(float) * n2 * H), *hin = malloc(sizeof(float) * n2 * H),
-              *cat = malloc(sizeof(float) * n2 * 2 * H), *tmp = malloc(sizeof(float) * n2 * H),
-              *xm = malloc(sizeof(float) * n2 * H), *ym = malloc(sizeof(float) * n2 * H),
-              *yn = malloc(sizeof(float) * n2 * H), *ml = big_buffer(tm, 2, n2 * V),
-              *dml = big_buffer(tm, 3, n2 * V), *dyn = malloc(sizeof(float) * n2 * H),
-              *dcat = malloc(sizeof(float) * n2 * 2 * H), *dcol = malloc(sizeof(float) * n2 * H),
-              *dpart = malloc(sizeof(float) * n2 * H);
-        int32_t *t2 = malloc(sizeof(int32_t) * n2);
-        mla_cache *mmc = NULL;
-        ffn_cache *mfc = NULL;
-        int ok = emb && hin && cat && tmp && xm && ym && yn && ml && dml && dyn && dcat && dcol && dpart && t2;
-        if (ok) {
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t i = 0; i < S2; i++) {
-                    int64_t r = b * S2 + i;
-                    memcpy(emb + r * H, tm->embed->w + (int64_t)ids[b * T + i + 1] * H, sizeof(float) * H);
-                    memcpy(hin + r * H, h + (b * T + i) * H, sizeof(float) * H);
-                    t2[r] = i + 2 < T ? ids[b * T + i + 2] : -1;
+    /* MTP (spec §4.1, §4.2): depth k = 1..D takes (h^{k-1}_i, t_{i+k}) for rows i < T-k and
+     * predicts t_{i+k+1}; h^0 is the main final-norm output, h^k the depth's shared_head.norm
+     * output; loss λ/D Σ_k CE_k. Forward all depths, then backward from the deepest. */
+    const int D = tm->n_mtp;
+    mtp_depth dep[DSV3_MAX_MTP];
+    memset(dep, 0, sizeof dep);
+    int mtp_ok = 1;
+    for (int d = 0; tm->has_mtp && T >= 3 && lp->mtp_lambda != 0.0f && d < D && T - (d + 1) >= 2; d++) {
+        const int64_t k = d + 1, S = T - k, nk = B * S;
+        mtp_depth *q = &dep[d];
+        const tmtp *mt = &tm->mtp[d];
+        q->S = S;
+        q->emb = malloc(sizeof(float) * nk * H);
+        q->hin = malloc(sizeof(float) * nk * H);
+        q->cat = malloc(sizeof(float) * nk * 2 * H);
+        q->ym = malloc(sizeof(float) * nk * H);
+        q->yn = malloc(sizeof(float) * nk * H);
+        q->dyn = malloc(sizeof(float) * nk * H);
+        int32_t *t2 = malloc(sizeof(int32_t) * nk);
+        float *tmp = malloc(sizeof(float) * nk * H), *ml = big_buffer(tm, 2, nk * V), *dml = big_buffer(tm, 3, nk * V);
+        mtp_ok = q->emb && q->hin && q->cat && q->ym && q->yn && q->dyn && t2 && tmp && ml && dml;
+        if (mtp_ok) {
+            for (int64_t bb = 0; bb < B; bb++)
+                for (int64_t i = 0; i < S; i++) {
+                    int64_t r = bb * S + i;
+                    memcpy(q->emb + r * H, tm->embed->w + (int64_t)ids[bb * T + i + k] * H, sizeof(float) * H);
+                    const float *hsrc = d == 0 ? h + (bb * T + i) * H : dep[d - 1].yn + (bb * (S + 1) + i) * H;
+                    memcpy(q->hin + r * H, hsrc, sizeof(float) * H);
+                    t2[r] = i + k + 1 < T ? ids[bb * T + i + k + 1] : -1;
                 }
             /* cat = [enorm(emb) ; hnorm(h)] (embedding half first) */
-            t_rms(tmp, emb, n2, mt->enorm, eps);
-            for (int64_t r = 0; r < n2; r++) memcpy(cat + r * 2 * H, tmp + r * H, sizeof(float) * H);
-            t_rms(tmp, hin, n2, mt->hnorm, eps);
-            for (int64_t r = 0; r < n2; r++) memcpy(cat + r * 2 * H + H, tmp + r * H, sizeof(float) * H);
-            t_mm(xm, cat, n2, mt->eh_proj);
-            tlayer *blk = &tm->mtp.block;
-            ok = (mmc = mla_train_forward(tm, blk, sq2, xm)) != NULL &&
-                 (mfc = ffn_train_forward(tm, blk, sq2, xm, 0.0f, &bal, NULL)) != NULL;
+            t_rms(tmp, q->emb, nk, mt->enorm, eps);
+            for (int64_t r = 0; r < nk; r++) memcpy(q->cat + r * 2 * H, tmp + r * H, sizeof(float) * H);
+            t_rms(tmp, q->hin, nk, mt->hnorm, eps);
+            for (int64_t r = 0; r < nk; r++) memcpy(q->cat + r * 2 * H + H, tmp + r * H, sizeof(float) * H);
+            t_mm(q->ym, q->cat, nk, mt->eh_proj);
+            tlayer *blk = &tm->mtp[d].block;
+            tseq sqk = {B, S};
+            mtp_ok = (q->mc = mla_train_forward(tm, blk, sqk, q->ym)) != NULL &&
+                     (q->fc = ffn_train_forward(tm, blk, sqk, q->ym, 0.0f, &bal, NULL)) != NULL;
         }
-        if (ok) {
-            memcpy(ym, xm, sizeof(float) * n2 * H);
-            t_rms(yn, ym, n2, mt->head_norm, eps);
-            t_mm(ml, yn, n2, tm->lm_head);
-            loss_mtp = cross_entropy(ml, t2, n2, V, lp->mtp_lambda, dml);
-            /* backward through the MTP branch */
-            t_mm_bwd(dyn, 0, dml, yn, n2, tm->lm_head);
-            t_rms_bwd(dpart, 0, dyn, ym, n2, mt->head_norm, eps); /* dpart = ∂/∂(block output) */
-            ffn_train_backward(tm, &tm->mtp.block, sq2, mfc, dpart);
-            mla_train_backward(tm, &tm->mtp.block, sq2, mmc, dpart);
-            mfc = NULL;
-            mmc = NULL;
-            t_mm_bwd(dcat, 0, dpart, cat, n2, mt->eh_proj);
-            for (int64_t r = 0; r < n2; r++) memcpy(dcol + r * H, dcat + r * 2 * H, sizeof(float) * H);
-            t_rms_bwd(dpart, 0, dcol, emb, n2, mt->enorm, eps);
-            for (int64_t b = 0; b < B; b++) /* embedding rows of t_{i+1} */
-                for (int64_t i = 0; i < S2; i++) {
-                    float *g = tm->embed->g + (int64_t)ids[b * T + i + 1] * H;
-                    const float *d = dpart + (b * S2 + i) * H;
-                    for (int64_t j = 0; j < H; j++) g[j] += d[j];
-                }
-            for (int64_t r = 0; r < n2; r++) memcpy(dcol + r * H, dcat + r * 2 * H + H, sizeof(float) * H);
-            t_rms_bwd(dpart, 0, dcol, hin, n2, mt->hnorm, eps);
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t i = 0; i < S2; i++)
-                    for (int64_t j = 0; j < H; j++) dh[(b * T + i) * H + j] += dpart[(b * S2 + i) * H + j];
+        if (mtp_ok) {
+            t_rms(q->yn, q->ym, nk, mt->head_norm, eps);
+            t_mm(ml, q->yn, nk, tm->lm_head);
+            loss_mtp += cross_entropy(ml, t2, nk, V, lp->mtp_lambda / (float)D, dml) / D;
+            t_mm_bwd(q->dyn, 0, dml, q->yn, nk, tm->lm_head); /* head gradient now; dyn completed by depth d+1 */
         }
-        mla_cache_release(mmc);
-        ffn_cache_release(mfc);
-        free(emb); free(hin); free(cat); free(tmp); free(xm); free(ym); free(yn); free(dyn);
-        free(dcat); free(dcol); free(dpart); free(t2);
-        if (!ok) {
-            st = DSV3_ERR_NOMEM;
-            goto done;
+        free(t2);
+        free(tmp);
+        if (!mtp_ok) break;
+    }
+    for (int d = D - 1; mtp_ok && d >= 0; d--) {
+        mtp_depth *q = &dep[d];
+        if (!q->mc) continue;
+        const int64_t k = d + 1, S = q->S, nk = B * S;
+        const tmtp *mt = &tm->mtp[d];
+        tseq sqk = {B, S};
+        float *dpart = malloc(sizeof(float) * nk * H), *dcat = malloc(sizeof(float) * nk * 2 * H),
+              *dcol = malloc(sizeof(float) * nk * H);
+        if (!dpart || !dcat || !dcol) {
+            free(dpart); free(dcat); free(dcol);
+            mtp_ok = 0;
+            break;
         }
+        t_rms_bwd(dpart, 0, q->dyn, q->ym, nk, mt->head_norm, eps); /* ∂/∂(block output) */
+        ffn_train_backward(tm, &tm->mtp[d].block, sqk, q->fc, dpart);
+        mla_train_backward(tm, &tm->mtp[d].block, sqk, q->mc, dpart);
+        q->fc = NULL;
+        q->mc = NULL;
+        t_mm_bwd(dcat, 0, dpart, q->cat, nk, mt->eh_proj);
+        for (int64_t r = 0; r < nk; r++) memcpy(dcol + r * H, dcat + r * 2 * H, sizeof(float) * H);
+        t_rms_bwd(dpart, 0, dcol, q->emb, nk, mt->enorm, eps);
+        for (int64_t bb = 0; bb < B; bb++) /* embedding rows of t_{i+k} */
+            for (int64_t i = 0; i < S; i++) {
+                float *g = tm->embed->g + (int64_t)ids[bb * T + i + k] * H;
+                const float *dd = dpart + (bb * S + i) * H;
+                for (int64_t j = 0; j < H; j++) g[j] += dd[j];
+            }
+        for (int64_t r = 0; r < nk; r++) memcpy(dcol + r * H, dcat + r * 2 * H + H, sizeof(float) * H);
+        t_rms_bwd(dpart, 0, dcol, q->hin, nk, mt->hnorm, eps);
+        for (int64_t bb = 0; bb < B; bb++) /* into h^{k-1}: the main output or the previous depth */
+            for (int64_t i = 0; i < S; i++) {
+                float *dst = d == 0 ? dh + (bb * T + i) * H : dep[d - 1].dyn + (bb * (S + 1) + i) * H;
+                const float *dd = dpart + (bb * S + i) * H;
+                for (int64_t j = 0; j < H; j++) dst[j] += dd[j];
+            }
+        free(dpart); free(dcat); free(dcol);
+    }
+    for (int d = 0; d < DSV3_MAX_MTP; d++) {
+        mla_cache_release(dep[d].mc);
+        ffn_cache_release(dep[d].fc);
+        free(dep[d].emb); free(dep[d].hin); free(dep[d].cat); free(dep[d].ym); free(dep[d].yn); free(dep[d].dyn);
+    }
+    if (!mtp_ok) {
+        st = DSV3_ERR_NOMEM;
+        goto done;
     }
     /* main backward */
     t_mm_bwd(dh, 1, dlog, h, n, tm->lm_head);

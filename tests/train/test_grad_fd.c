@@ -26,12 +26,16 @@ static double total_loss(dsv3_train_model *tm, const int32_t *ids, int64_t B, in
     return s.loss_total;
 }
 
-TEST(train_grad_finite_difference) {
-    char dir[4200], cfg[4300];
-    snprintf(dir, sizeof dir, "%s/fd-model", test_tmp_dir());
-    snprintf(cfg, sizeof cfg, "%s/fd-config.json", test_tmp_dir());
+/* FD check of every parameter tensor (3 entries each) with D MTP depths. */
+static void fd_check(int depths) {
+    char dir[4200], cfg[4300], text[4096];
+    snprintf(dir, sizeof dir, "%s/fd-model-%d", test_tmp_dir(), depths);
+    snprintf(cfg, sizeof cfg, "%s/fd-config-%d.json", test_tmp_dir(), depths);
+    snprintf(text, sizeof text, "%s", CFG);
+    char *d = strstr(text, "\"num_nextn_predict_layers\":1");
+    if (d) d[strlen("\"num_nextn_predict_layers\":")] = (char)('0' + depths);
     FILE *f = fopen(cfg, "w");
-    fputs(CFG, f);
+    fputs(text, f);
     fclose(f);
     dsv3_init_opts io;
     dsv3_init_opts_default(&io);
@@ -42,6 +46,7 @@ TEST(train_grad_finite_difference) {
     CHECK_MSG(dsv3_init_model(cfg, dir, &io, NULL, &err) == DSV3_OK, "%s", err.msg);
     dsv3_train_model *tm = NULL;
     CHECK_MSG(dsv3_train_model_load(dir, &tm, &err) == DSV3_OK, "%s", err.msg);
+    CHECK(dsv3_train_model_has_mtp(tm));
     const int64_t B = 2, T = 7;
     int32_t ids[14];
     for (int i = 0; i < 14; i++) ids[i] = (i * 17 + 5) % 40;
@@ -78,9 +83,12 @@ TEST(train_grad_finite_difference) {
             checked++;
         }
     }
-    fprintf(stderr, "    %d entries of %d tensors checked, worst relative error %.3g\n", checked, n, worst);
+    fprintf(stderr, "    D=%d: %d entries of %d tensors checked, worst relative error %.3g\n", depths, checked, n, worst);
     CHECK_MSG(bad == 0, "%d entries disagree", bad);
     for (int i = 0; i < n; i++) free(g[i]);
     free(g);
     dsv3_train_model_free(tm);
 }
+
+TEST(train_grad_finite_difference) { fd_check(1); }
+TEST(train_grad_finite_difference_mtp_depth2) { fd_check(2); }

@@ -20,7 +20,7 @@ typedef struct {
     int64_t n_prompt;
     uint64_t seed;
     srv_splitter sp;
-    srv_buf out;          /* SSE bytes not yet handed to MHD */
+    dsv3_buf out;          /* SSE bytes not yet handed to MHD */
     size_t off;
     int sent_role, done, ok;
 } gen_ctx;
@@ -29,7 +29,7 @@ static void gen_free(gen_ctx *g) {
     if (!g) return;
     srv_job_unref(g->j);
     srv_split_free(&g->sp);
-    srv_buf_free(&g->out);
+    dsv3_buf_free(&g->out);
     free(g->model);
     free(g);
 }
@@ -56,7 +56,7 @@ static int wait_output(srv_job *j, struct MHD_Connection *c, int need_finish) {
 
 /* Takes the new text (moved into *text) and ids (as a JSON array if
  * want_ids); returns the finish state. */
-static int take_output(gen_ctx *g, srv_buf *text, json_t **ids, char *error, size_t error_cap) {
+static int take_output(gen_ctx *g, dsv3_buf *text, json_t **ids, char *error, size_t error_cap) {
     srv_job *j = g->j;
     pthread_mutex_lock(&j->mu);
     *text = j->text;
@@ -88,12 +88,12 @@ static const char *finish_name(int finish, int tool_calls) {
 
 /* The generated tool-call section: parsed calls when the request had tools
  * (NULL if none parse); otherwise it is plain content again. */
-static json_t *tool_calls_of(gen_ctx *g, srv_buf *content) {
+static json_t *tool_calls_of(gen_ctx *g, dsv3_buf *content) {
     if (!srv_split_in_tools(&g->sp)) return NULL;
     json_t *calls = g->has_tools ? srv_parse_tool_calls(g->sp.tools.p, g->sp.tools.n, g->seed) : NULL;
     if (!calls) {
-        srv_buf_adds(content, "<\xef\xbd\x9ctool\xe2\x96\x81" "calls\xe2\x96\x81" "begin\xef\xbd\x9c>");
-        srv_buf_add(content, g->sp.tools.p, g->sp.tools.n);
+        dsv3_buf_adds(content, "<\xef\xbd\x9ctool\xe2\x96\x81" "calls\xe2\x96\x81" "begin\xef\xbd\x9c>");
+        dsv3_buf_add(content, g->sp.tools.p, g->sp.tools.n);
     }
     return calls;
 }
@@ -103,7 +103,7 @@ static json_t *tool_calls_of(gen_ctx *g, srv_buf *content) {
 static void emit(gen_ctx *g, json_t *root) {
     char *s = json_dumps(root, JSON_COMPACT);
     json_decref(root);
-    if (s) srv_buf_printf(&g->out, "data: %s\n\n", s);
+    if (s) dsv3_buf_printf(&g->out, "data: %s\n\n", s);
     free(s);
 }
 
@@ -127,7 +127,7 @@ static void emit_choice(gen_ctx *g, json_t *delta, const char *text, size_t n, j
 }
 
 static void stream_produce(gen_ctx *g) {
-    srv_buf text = {0}, content = {0}, reasoning = {0};
+    dsv3_buf text = {0}, content = {0}, reasoning = {0};
     json_t *ids;
     char error[256];
     int finish = take_output(g, &text, &ids, error, sizeof error);
@@ -168,15 +168,15 @@ static void stream_produce(gen_ctx *g) {
             srv_error e;
             srv_fail(&e, 500, NULL, "generation_failed", "%s", error[0] ? error : "generation was cancelled");
             char *s = srv_error_json(&e);
-            if (s) srv_buf_printf(&g->out, "data: %s\n\n", s);
+            if (s) dsv3_buf_printf(&g->out, "data: %s\n\n", s);
             free(s);
         }
-        srv_buf_adds(&g->out, "data: [DONE]\n\n");
+        dsv3_buf_adds(&g->out, "data: [DONE]\n\n");
         g->done = 1;
     }
-    srv_buf_free(&text);
-    srv_buf_free(&content);
-    srv_buf_free(&reasoning);
+    dsv3_buf_free(&text);
+    dsv3_buf_free(&content);
+    dsv3_buf_free(&reasoning);
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -210,14 +210,14 @@ static void stream_free(void *cls) {
 /* --------------------------------------------------------------- complete */
 
 static enum MHD_Result respond_full(gen_ctx *g) {
-    srv_buf text = {0}, content = {0}, reasoning = {0};
+    dsv3_buf text = {0}, content = {0}, reasoning = {0};
     json_t *ids;
     char error[256];
     int finish = take_output(g, &text, &ids, error, sizeof error);
     srv_sched_count_request(&g->S->sched, finish == SRV_FINISH_STOP || finish == SRV_FINISH_LENGTH);
     if (finish != SRV_FINISH_STOP && finish != SRV_FINISH_LENGTH) {
         json_decref(ids);
-        srv_buf_free(&text);
+        dsv3_buf_free(&text);
         srv_error e;
         srv_fail(&e, 500, NULL, "generation_failed", "%s", error[0] ? error : "generation was cancelled");
         return srv_send_error(g->S, g->c, &e, 0);
@@ -244,9 +244,9 @@ static enum MHD_Result respond_full(gen_ctx *g) {
                              "created", (json_int_t)g->created, "model", g->model);
     json_object_set_new(root, "choices", json_pack("[o]", ch));
     json_object_set_new(root, "usage", usage_json(g));
-    srv_buf_free(&text);
-    srv_buf_free(&content);
-    srv_buf_free(&reasoning);
+    dsv3_buf_free(&text);
+    dsv3_buf_free(&content);
+    dsv3_buf_free(&reasoning);
     return srv_send_json(g->S, g->c, 200, root);
 }
 

@@ -92,9 +92,9 @@ static enum MHD_Result get_models(dsv3_server *S, struct MHD_Connection *c) {
 static enum MHD_Result get_metrics(dsv3_server *S, struct MHD_Connection *c) {
     srv_stats st;
     srv_sched_stats(&S->sched, &st);
-    srv_buf b = {0};
+    dsv3_buf b = {0};
 #define METRIC(name, type, help, fmt, ...)                                                   \
-    srv_buf_printf(&b, "# HELP dsv3_" name " " help "\n# TYPE dsv3_" name " " type "\ndsv3_" name fmt "\n", __VA_ARGS__)
+    dsv3_buf_printf(&b, "# HELP dsv3_" name " " help "\n# TYPE dsv3_" name " " type "\ndsv3_" name fmt "\n", __VA_ARGS__)
     METRIC("requests_total", "counter", "Generation requests finished.", "{status=\"ok\"} %llu\ndsv3_requests_total{status=\"error\"} %llu",
            (unsigned long long)st.cnt.requests_ok, (unsigned long long)st.cnt.requests_err);
     METRIC("requests_cancelled_total", "counter", "Requests cancelled (client gone) while queued or running.", " %llu",
@@ -116,11 +116,11 @@ static enum MHD_Result get_metrics(dsv3_server *S, struct MHD_Connection *c) {
     METRIC("kv_cache_usage_ratio", "gauge", "Fraction of the KV-cache budget in use.", " %.6f",
            st.blocks_total ? (double)st.blocks_used / (double)st.blocks_total : 0.0);
 #undef METRIC
-    srv_buf_adds(&b, "# HELP dsv3_http_responses_total HTTP responses by status code.\n"
+    dsv3_buf_adds(&b, "# HELP dsv3_http_responses_total HTTP responses by status code.\n"
                      "# TYPE dsv3_http_responses_total counter\n");
     for (int code = 100; code < 600; code++) {
         uint64_t n = __atomic_load_n(&S->http_codes[code], __ATOMIC_RELAXED);
-        if (n) srv_buf_printf(&b, "dsv3_http_responses_total{code=\"%d\"} %llu\n", code, (unsigned long long)n);
+        if (n) dsv3_buf_printf(&b, "dsv3_http_responses_total{code=\"%d\"} %llu\n", code, (unsigned long long)n);
     }
     if (!b.p) return MHD_NO;
     return srv_send(S, c, 200, "text/plain; version=0.0.4", b.p, b.n);
@@ -171,12 +171,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             /* chunked upload over the cap: MHD cannot answer before the body
              * ends, so drop the rest (413 at the end), or close on a flood */
             cx->too_big = 1;
-            srv_buf_free(&cx->body);
+            dsv3_buf_free(&cx->body);
             cx->dropped += n;
             if (cx->dropped > 4 * S->lim.max_body) return MHD_NO;
             return MHD_YES;
         }
-        return srv_buf_add(&cx->body, upload_data, n) ? MHD_NO : MHD_YES;
+        return dsv3_buf_add(&cx->body, upload_data, n) ? MHD_NO : MHD_YES;
     }
     if (cx->too_big) {
         srv_fail(&e, 413, NULL, "request_too_large", "request body is larger than %zu bytes", S->lim.max_body);
@@ -212,7 +212,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     (void)cls, (void)c, (void)toe;
     srv_conn *cx = *con_cls;
     if (!cx) return;
-    srv_buf_free(&cx->body);
+    dsv3_buf_free(&cx->body);
     free(cx);
     *con_cls = NULL;
 }

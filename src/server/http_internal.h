@@ -28,7 +28,7 @@ struct dsv3_server {
 
 /* Per-request connection state (MHD con_cls). */
 typedef struct {
-    srv_buf body;
+    dsv3_buf body;
     int too_big;
     size_t dropped; /* bytes discarded after the body went over the cap */
 } srv_conn;

@@ -12,50 +12,6 @@
 /* ------------------------------------------------------------------ buffer */
 
 /* Keeps a NUL after the data so p is always a C string once allocated. */
-int srv_buf_add(srv_buf *b, const void *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 64;
-        while (nc < b->n + n + 1) {
-            if (nc > ((size_t)-1) / 4) return -1;
-            nc *= 2;
-        }
-        char *np = realloc(b->p, nc);
-        if (!np) return -1;
-        b->p = np;
-        b->cap = nc;
-    }
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return 0;
-}
-
-int srv_buf_adds(srv_buf *b, const char *s) { return srv_buf_add(b, s, strlen(s)); }
-
-int srv_buf_printf(srv_buf *b, const char *fmt, ...) {
-    char small[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) return -1;
-    if ((size_t)n < sizeof small) return srv_buf_add(b, small, (size_t)n);
-    char *big = malloc((size_t)n + 1);
-    if (!big) return -1;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = srv_buf_add(b, big, (size_t)n);
-    free(big);
-    return rc;
-}
-
-void srv_buf_free(srv_buf *b) {
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
-}
-
 /* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid/incomplete. */
 static size_t utf8_seq(const unsigned char *s, size_t n) {
     unsigned c = s[0];
@@ -78,15 +34,15 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
 
 json_t *srv_json_text(const char *s, size_t n) {
     if (srv_utf8_valid(s, n)) return json_stringn(s, n);
-    srv_buf b = {0};
+    dsv3_buf b = {0};
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
         size_t l = utf8_seq(p + i, n - i);
-        if (l) { srv_buf_add(&b, p + i, l); i += l; }
-        else { srv_buf_add(&b, "\xEF\xBF\xBD", 3); i++; }
+        if (l) { dsv3_buf_add(&b, p + i, l); i += l; }
+        else { dsv3_buf_add(&b, "\xEF\xBF\xBD", 3); i++; }
     }
     json_t *j = json_stringn(b.p ? b.p : "", b.n);
-    srv_buf_free(&b);
+    dsv3_buf_free(&b);
     return j;
 }
 
@@ -113,8 +69,8 @@ size_t srv_partial_suffix(const char *h, size_t n, const char *m, size_t mlen) {
 }
 
 /* Moves hold[0..k) to dst and drops hold[0..k+skip). */
-static int take(srv_buf *hold, size_t k, size_t skip, srv_buf *dst) {
-    if (dst && srv_buf_add(dst, hold->p, k)) return -1;
+static int take(dsv3_buf *hold, size_t k, size_t skip, dsv3_buf *dst) {
+    if (dst && dsv3_buf_add(dst, hold->p, k)) return -1;
     size_t rest = hold->n - k - skip;
     memmove(hold->p, hold->p + k + skip, rest);
     hold->n = rest;
@@ -122,10 +78,10 @@ static int take(srv_buf *hold, size_t k, size_t skip, srv_buf *dst) {
     return 0;
 }
 
-int srv_split_feed(srv_splitter *s, const char *text, size_t n, int final, srv_buf *content, srv_buf *reasoning) {
-    if (srv_buf_add(&s->hold, text, n)) return -1;
+int srv_split_feed(srv_splitter *s, const char *text, size_t n, int final, dsv3_buf *content, dsv3_buf *reasoning) {
+    if (dsv3_buf_add(&s->hold, text, n)) return -1;
     for (;;) {
-        srv_buf *h = &s->hold;
+        dsv3_buf *h = &s->hold;
         if (s->mode == SP_START) {
             size_t ol = strlen(M_THINK_OPEN);
             if (h->n >= ol && !memcmp(h->p, M_THINK_OPEN, ol)) {
@@ -139,7 +95,7 @@ int srv_split_feed(srv_splitter *s, const char *text, size_t n, int final, srv_b
         }
         if (s->mode == SP_TOOLS) return h->n ? take(h, h->n, 0, &s->tools) : 0;
         const char *marker = s->mode == SP_REASONING ? M_THINK_CLOSE : M_CALLS_BEGIN;
-        srv_buf *dst = s->mode == SP_REASONING ? reasoning : content;
+        dsv3_buf *dst = s->mode == SP_REASONING ? reasoning : content;
         const char *hit = h->n ? find(h->p, h->n, marker) : NULL;
         if (hit) {
             if (take(h, (size_t)(hit - h->p), strlen(marker), dst)) return -1;
@@ -154,8 +110,8 @@ int srv_split_feed(srv_splitter *s, const char *text, size_t n, int final, srv_b
 int srv_split_in_tools(const srv_splitter *s) { return s->mode == SP_TOOLS; }
 
 void srv_split_free(srv_splitter *s) {
-    srv_buf_free(&s->hold);
-    srv_buf_free(&s->tools);
+    dsv3_buf_free(&s->hold);
+    dsv3_buf_free(&s->tools);
 }
 
 /* -------------------------------------------------------------- tool calls */
@@ -221,21 +177,21 @@ json_t *srv_parse_tool_calls(const char *s, size_t n, uint64_t id_seed) {
 }
 
 char *srv_render_tools(const json_t *tools, int tool_choice, const char *forced_name) {
-    srv_buf b = {0};
-    srv_buf_adds(&b, "## Tools\n\nYou can call the functions listed below. To call functions, answer with exactly this "
+    dsv3_buf b = {0};
+    dsv3_buf_adds(&b, "## Tools\n\nYou can call the functions listed below. To call functions, answer with exactly this "
                      "format and nothing after it:\n" M_CALLS_BEGIN M_CALL_BEGIN "function" M_SEP "FUNCTION_NAME\n```json\n"
                      "ARGUMENTS_AS_A_JSON_OBJECT\n```" M_CALL_END M_CALLS_END "\nFor several calls, write one " M_CALL_BEGIN
                      "..." M_CALL_END " block per call, separated by newlines, before " M_CALLS_END ".\n");
-    if (tool_choice == SRV_TOOL_REQUIRED) srv_buf_adds(&b, "You must call at least one function.\n");
-    if (tool_choice == SRV_TOOL_NAMED && forced_name) srv_buf_printf(&b, "You must call the function %s.\n", forced_name);
+    if (tool_choice == SRV_TOOL_REQUIRED) dsv3_buf_adds(&b, "You must call at least one function.\n");
+    if (tool_choice == SRV_TOOL_NAMED && forced_name) dsv3_buf_printf(&b, "You must call the function %s.\n", forced_name);
     for (size_t i = 0; i < json_array_size(tools); i++) {
         json_t *fn = json_object_get(json_array_get(tools, i), "function");
         json_t *desc = json_object_get(fn, "description"), *params = json_object_get(fn, "parameters");
-        srv_buf_printf(&b, "\n### %s\n", json_string_value(json_object_get(fn, "name")));
-        if (json_is_string(desc)) srv_buf_printf(&b, "%s\n", json_string_value(desc));
+        dsv3_buf_printf(&b, "\n### %s\n", json_string_value(json_object_get(fn, "name")));
+        if (json_is_string(desc)) dsv3_buf_printf(&b, "%s\n", json_string_value(desc));
         if (json_is_object(params)) {
             char *ps = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
-            if (ps) srv_buf_printf(&b, "Parameters (JSON Schema): %s\n", ps);
+            if (ps) dsv3_buf_printf(&b, "Parameters (JSON Schema): %s\n", ps);
             free(ps);
         }
     }

@@ -239,18 +239,18 @@ static int parse_content(json_t *c, const char *name, const srv_limits *lim, cha
     if (!json_is_array(c)) return srv_fail(e, 400, name, "invalid_type", "'%s' must be a string, null or an array of parts", name);
     size_t n = json_array_size(c);
     if (n > lim->max_tools) return srv_fail(e, 400, name, "too_many", "'%s' has more than %zu parts", name, lim->max_tools);
-    srv_buf b = {0};
+    dsv3_buf b = {0};
     for (size_t i = 0; i < n; i++) {
         json_t *part = json_array_get(c, i), *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
         char pname[128];
         snprintf(pname, sizeof pname, "%s[%zu]", name, i);
         if (!json_is_object(part) || !json_is_string(type) || strcmp(json_string_value(type), "text") || !json_is_string(text)) {
-            srv_buf_free(&b);
+            dsv3_buf_free(&b);
             return srv_fail(e, 400, pname, "unsupported", "'%s': only {\"type\": \"text\", \"text\": ...} parts are supported", pname);
         }
-        if (srv_buf_add(&b, json_string_value(text), json_string_length(text))) { srv_buf_free(&b); return oom(e); }
+        if (dsv3_buf_add(&b, json_string_value(text), json_string_length(text))) { dsv3_buf_free(&b); return oom(e); }
     }
-    if (srv_buf_add(&b, "", 0) || !b.p) { srv_buf_free(&b); return oom(e); }
+    if (dsv3_buf_add(&b, "", 0) || !b.p) { dsv3_buf_free(&b); return oom(e); }
     b.p[b.n] = 0;
     *out = b.p;
     return 0;

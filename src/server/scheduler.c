@@ -43,8 +43,8 @@ void srv_job_unref(srv_job *j) {
     if (!j || __atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     free(j->prompt);
     for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
-    srv_buf_free(&j->text);
-    srv_buf_free(&j->hold);
+    dsv3_buf_free(&j->text);
+    dsv3_buf_free(&j->hold);
     free(j->ids);
     dsv3_kv_cache_free(j->kv);
     if (j->have_smp) dsv3_sampler_free(&j->smp);
@@ -62,7 +62,7 @@ static int job_cancelled(srv_job *j) { return __atomic_load_n(&j->cancelled, __A
 static void job_publish(srv_job *j, const char *text, size_t n, const int32_t *id, int finish, const char *error) {
     pthread_mutex_lock(&j->mu);
     int bad = 0;
-    if (n) bad |= srv_buf_add(&j->text, text, n);
+    if (n) bad |= dsv3_buf_add(&j->text, text, n);
     if (id) {
         if (j->n_ids == j->cap_ids) {
             int64_t nc = j->cap_ids ? 2 * j->cap_ids : 64;
@@ -89,8 +89,8 @@ static void job_publish(srv_job *j, const char *text, size_t n, const int32_t *i
  * part of a stop string, holds back a possible stop-string prefix. Returns 1
  * when a stop string matched (text up to it is published). */
 static int job_text(srv_job *j, const char *piece, size_t n, int final) {
-    srv_buf *h = &j->hold;
-    if (srv_buf_add(h, piece, n)) { job_publish(j, NULL, 0, NULL, SRV_FINISH_ERROR, "out of memory"); return 1; }
+    dsv3_buf *h = &j->hold;
+    if (dsv3_buf_add(h, piece, n)) { job_publish(j, NULL, 0, NULL, SRV_FINISH_ERROR, "out of memory"); return 1; }
     size_t best = (size_t)-1, keep = 0;
     for (int i = 0; i < j->n_stop; i++) {
         const char *hit = h->n ? memmem(h->p, h->n, j->stop[i], j->stop_len[i]) : NULL;

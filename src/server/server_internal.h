@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dsv3/buf.h"
 #include "dsv3/model.h"
 #include "dsv3/sampling.h"
 #include "dsv3/server.h"
@@ -102,16 +103,6 @@ void srv_request_free(srv_request *r);
 
 /* ------------------------------------------------------------ text output */
 
-/* Growable byte buffer. */
-typedef struct {
-    char *p;
-    size_t n, cap;
-} srv_buf;
-
-int srv_buf_add(srv_buf *b, const void *s, size_t n);
-int srv_buf_adds(srv_buf *b, const char *s);
-int srv_buf_printf(srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void srv_buf_free(srv_buf *b);
 
 /* Longest k < mlen such that h[0..n) ends with m[0..k) (a marker may start there). */
 size_t srv_partial_suffix(const char *h, size_t n, const char *m, size_t mlen);
@@ -127,13 +118,13 @@ int srv_utf8_valid(const char *s, size_t n);
 typedef struct {
     int mode;                /* internal */
     int started;
-    srv_buf hold;            /* bytes not yet classified */
-    srv_buf tools;           /* raw tool-call section */
+    dsv3_buf hold;            /* bytes not yet classified */
+    dsv3_buf tools;           /* raw tool-call section */
 } srv_splitter;
 
 /* Feeds text; appends classified bytes to content / reasoning. final = 1
  * flushes whatever is held back. */
-int srv_split_feed(srv_splitter *s, const char *text, size_t n, int final, srv_buf *content, srv_buf *reasoning);
+int srv_split_feed(srv_splitter *s, const char *text, size_t n, int final, dsv3_buf *content, dsv3_buf *reasoning);
 void srv_split_free(srv_splitter *s);
 /* 1 once the tool-call marker has been seen. */
 int srv_split_in_tools(const srv_splitter *s);
@@ -167,7 +158,7 @@ typedef struct srv_job {
     int ignore_eos;
     double t_submit;
     /* outputs (under mu) */
-    srv_buf text;            /* generated text not yet taken by the HTTP side */
+    dsv3_buf text;            /* generated text not yet taken by the HTTP side */
     int32_t *ids;            /* all generated ids */
     int64_t n_ids, cap_ids;
     int64_t n_taken_ids;     /* ids already taken by the HTTP side */
@@ -184,7 +175,7 @@ typedef struct srv_job {
     int have_smp;
     dsv3_tok_stream ts;
     int have_ts;
-    srv_buf hold;            /* text held back while it may start a stop string */
+    dsv3_buf hold;            /* text held back while it may start a stop string */
     double t_first;
 } srv_job;
 

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dsv3/buf.h"
 #include "dsv3/clock.h"
 #include "dsv3/bpe_train.h"
 #include "tokenizer/tokenizer_internal.h"
@@ -584,47 +585,26 @@ void dsv3_bpe_trainer_stats(const dsv3_bpe_trainer *t, dsv3_bpe_stats *st) { *st
 
 /* ---------------- writing tokenizer.json / tokenizer_config.json ---------------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} obuf;
-
-static void ob_put(obuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 65536;
-        while (nc < b->n + n) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) { b->oom = 1; return; }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-static void ob_str(obuf *b, const char *s) { ob_put(b, s, strlen(s)); }
-
 /* A JSON string literal of UTF-8 text s[0..n). */
-static void ob_json(obuf *b, const char *s, size_t n) {
-    ob_put(b, "\"", 1);
+static void ob_json(dsv3_buf *b, const char *s, size_t n) {
+    dsv3_buf_add(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         char e[8];
-        if (c == '"' || c == '\\') { e[0] = '\\'; e[1] = (char)c; ob_put(b, e, 2); }
-        else if (c == '\n') ob_put(b, "\\n", 2);
-        else if (c == '\r') ob_put(b, "\\r", 2);
-        else if (c == '\t') ob_put(b, "\\t", 2);
-        else if (c < 0x20) { snprintf(e, sizeof e, "\\u%04x", c); ob_put(b, e, 6); }
-        else ob_put(b, s + i, 1);
+        if (c == '"' || c == '\\') { e[0] = '\\'; e[1] = (char)c; dsv3_buf_add(b, e, 2); }
+        else if (c == '\n') dsv3_buf_add(b, "\\n", 2);
+        else if (c == '\r') dsv3_buf_add(b, "\\r", 2);
+        else if (c == '\t') dsv3_buf_add(b, "\\t", 2);
+        else if (c < 0x20) { snprintf(e, sizeof e, "\\u%04x", c); dsv3_buf_add(b, e, 6); }
+        else dsv3_buf_add(b, s + i, 1);
     }
-    ob_put(b, "\"", 1);
+    dsv3_buf_add(b, "\"", 1);
 }
 
 /* The byte-level form of token id's bytes as a JSON string. */
-static void ob_token(obuf *b, const dsv3_bpe_trainer *t, int32_t id) {
+static void ob_token(dsv3_buf *b, const dsv3_bpe_trainer *t, int32_t id) {
     char s[4 * 256], u[4];
-    ob_put(b, "\"", 1);
+    dsv3_buf_add(b, "\"", 1);
     const unsigned char *p = (const unsigned char *)t->toks.arena + t->toks.off[id];
     for (uint32_t i = 0, n = t->toks.len[id]; i < n;) {
         size_t k = 0;
@@ -634,9 +614,9 @@ static void ob_token(obuf *b, const dsv3_bpe_trainer *t, int32_t id) {
             memcpy(s + k, u, (size_t)l);
             k += (size_t)l;
         }
-        ob_put(b, s, k);
+        dsv3_buf_add(b, s, k);
     }
-    ob_put(b, "\"", 1);
+    dsv3_buf_add(b, "\"", 1);
 }
 
 static dsv3_status mkdir_p(const char *dir, dsv3_error *err) {
@@ -659,7 +639,7 @@ static dsv3_status mkdir_p(const char *dir, dsv3_error *err) {
 }
 
 /* Writes b to dir/name through a temporary file and rename. */
-static dsv3_status write_file(const char *dir, const char *name, const obuf *b, dsv3_error *err) {
+static dsv3_status write_file(const char *dir, const char *name, const dsv3_buf *b, dsv3_error *err) {
     char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
@@ -679,35 +659,35 @@ dsv3_status dsv3_bpe_trainer_write(const dsv3_bpe_trainer *t, const char *dir, d
     if (!t->trained) return dsv3_fail(err, DSV3_ERR_INVALID, "bpe train: write before train");
     dsv3_status st = mkdir_p(dir, err);
     if (st) return st;
-    obuf b = {0};
+    dsv3_buf b = {0};
     char num[64];
     const char *bos = dsv3_bpe_special_tokens[0];
-    ob_str(&b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [");
+    dsv3_buf_adds(&b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [");
     for (int i = 0; i < DSV3_BPE_N_SPECIAL; i++) {
         snprintf(num, sizeof num, "%s\n    {\"id\": %d, \"content\": ", i ? "," : "", i);
-        ob_str(&b, num);
+        dsv3_buf_adds(&b, num);
         ob_json(&b, dsv3_bpe_special_tokens[i], strlen(dsv3_bpe_special_tokens[i]));
-        ob_str(&b, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
+        dsv3_buf_adds(&b, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
                    "\"special\": true}");
     }
-    ob_str(&b, "\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": ");
-    ob_str(&b, k_pre_tokenizer);
+    dsv3_buf_adds(&b, "\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": ");
+    dsv3_buf_adds(&b, k_pre_tokenizer);
     /* BOS via TemplateProcessing (as add_bos_token says), so HF tools that ignore
      * tokenizer_config.json add it too; dsv3 follows the template as well */
-    ob_str(&b, ",\n  \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": ");
+    dsv3_buf_adds(&b, ",\n  \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": ");
     ob_json(&b, bos, strlen(bos));
-    ob_str(&b, ", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"pair\": [{\"SpecialToken\": "
+    dsv3_buf_adds(&b, ", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"pair\": [{\"SpecialToken\": "
                "{\"id\": ");
     ob_json(&b, bos, strlen(bos));
-    ob_str(&b, ", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, {\"SpecialToken\": {\"id\": ");
+    dsv3_buf_adds(&b, ", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, {\"SpecialToken\": {\"id\": ");
     ob_json(&b, bos, strlen(bos));
-    ob_str(&b, ", \"type_id\": 1}}, {\"Sequence\": {\"id\": \"B\", \"type_id\": 1}}], \"special_tokens\": {");
+    dsv3_buf_adds(&b, ", \"type_id\": 1}}, {\"Sequence\": {\"id\": \"B\", \"type_id\": 1}}], \"special_tokens\": {");
     ob_json(&b, bos, strlen(bos));
-    ob_str(&b, ": {\"id\": ");
+    dsv3_buf_adds(&b, ": {\"id\": ");
     ob_json(&b, bos, strlen(bos));
-    ob_str(&b, ", \"ids\": [0], \"tokens\": [");
+    dsv3_buf_adds(&b, ", \"ids\": [0], \"tokens\": [");
     ob_json(&b, bos, strlen(bos));
-    ob_str(&b, "]}}},\n"
+    dsv3_buf_adds(&b, "]}}},\n"
                "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, "
                "\"use_regex\": true},\n"
                "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
@@ -716,38 +696,38 @@ dsv3_status dsv3_bpe_trainer_write(const dsv3_bpe_trainer *t, const char *dir, d
                "    \"vocab\": {");
     /* the specials are model tokens too, so HF gives them ids 0..7 rather than appending them */
     for (int i = 0; i < DSV3_BPE_N_SPECIAL; i++) {
-        ob_str(&b, i ? ",\n      " : "\n      ");
+        dsv3_buf_adds(&b, i ? ",\n      " : "\n      ");
         ob_json(&b, dsv3_bpe_special_tokens[i], strlen(dsv3_bpe_special_tokens[i]));
         snprintf(num, sizeof num, ": %d", i);
-        ob_str(&b, num);
+        dsv3_buf_adds(&b, num);
     }
     for (size_t id = 0; id < t->toks.n; id++) {
-        ob_str(&b, ",\n      ");
+        dsv3_buf_adds(&b, ",\n      ");
         ob_token(&b, t, (int32_t)id);
         snprintf(num, sizeof num, ": %d", (int)id + DSV3_BPE_N_SPECIAL);
-        ob_str(&b, num);
+        dsv3_buf_adds(&b, num);
     }
-    ob_str(&b, "\n    },\n    \"merges\": [");
+    dsv3_buf_adds(&b, "\n    },\n    \"merges\": [");
     for (size_t m = 0; m < t->nmerges; m++) {
-        ob_str(&b, m ? ",\n      [" : "\n      [");
+        dsv3_buf_adds(&b, m ? ",\n      [" : "\n      [");
         ob_token(&b, t, t->merges[m][0]);
-        ob_str(&b, ", ");
+        dsv3_buf_adds(&b, ", ");
         ob_token(&b, t, t->merges[m][1]);
-        ob_str(&b, "]");
+        dsv3_buf_adds(&b, "]");
     }
-    ob_str(&b, t->nmerges ? "\n    ]\n  }\n}\n" : "]\n  }\n}\n");
+    dsv3_buf_adds(&b, t->nmerges ? "\n    ]\n  }\n}\n" : "]\n  }\n}\n");
     st = write_file(dir, "tokenizer.json", &b, err);
     b.n = 0;
     if (!st) {
-        ob_str(&b, "{\n  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n  \"bos_token\": ");
+        dsv3_buf_adds(&b, "{\n  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n  \"bos_token\": ");
         ob_json(&b, dsv3_bpe_special_tokens[0], strlen(dsv3_bpe_special_tokens[0]));
-        ob_str(&b, ",\n  \"clean_up_tokenization_spaces\": false,\n  \"eos_token\": ");
+        dsv3_buf_adds(&b, ",\n  \"clean_up_tokenization_spaces\": false,\n  \"eos_token\": ");
         ob_json(&b, dsv3_bpe_special_tokens[1], strlen(dsv3_bpe_special_tokens[1]));
-        ob_str(&b, ",\n  \"legacy\": true,\n  \"pad_token\": ");
+        dsv3_buf_adds(&b, ",\n  \"legacy\": true,\n  \"pad_token\": ");
         ob_json(&b, dsv3_bpe_special_tokens[2], strlen(dsv3_bpe_special_tokens[2]));
-        ob_str(&b, ",\n  \"unk_token\": null,\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"chat_template\": ");
+        dsv3_buf_adds(&b, ",\n  \"unk_token\": null,\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"chat_template\": ");
         ob_json(&b, k_chat_template, sizeof k_chat_template - 1);
-        ob_str(&b, "\n}\n");
+        dsv3_buf_adds(&b, "\n}\n");
         st = write_file(dir, "tokenizer_config.json", &b, err);
     }
     free(b.p);

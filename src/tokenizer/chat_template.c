@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsv3/buf.h"
 #include "tokenizer/tokenizer_internal.h"
 
 static const char k_deepseek_v3_template[] =
@@ -60,27 +61,6 @@ int dsv3_tokenizer_has_chat_template(const dsv3_tokenizer *tok) {
     return tok && tok->chat_kind == TOK_CHAT_DEEPSEEK_V3;
 }
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s) {
-    size_t l = strlen(s);
-    if (b->oom) return;
-    if (b->n + l + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + l + 1) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) { b->oom = 1; return; }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, l + 1);
-    b->n += l;
-}
-
 #define U_USER "<\xef\xbd\x9cUser\xef\xbd\x9c>"
 #define U_ASSISTANT "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"
 #define U_EOS "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
@@ -96,17 +76,17 @@ static void sb_add(strbuf *b, const char *s) {
 
 static int role_is(const dsv3_chat_message *m, const char *r) { return m->role && !strcmp(m->role, r); }
 
-static void add_tool_call(strbuf *b, const dsv3_tool_call *tc) {
-    sb_add(b, tc->type);
-    sb_add(b, U_SEP);
-    sb_add(b, tc->name);
-    sb_add(b, "\n```json\n");
-    sb_add(b, tc->arguments);
-    sb_add(b, "\n```" U_CALL_END);
+static void add_tool_call(dsv3_buf *b, const dsv3_tool_call *tc) {
+    dsv3_buf_adds(b, tc->type);
+    dsv3_buf_adds(b, U_SEP);
+    dsv3_buf_adds(b, tc->name);
+    dsv3_buf_adds(b, "\n```json\n");
+    dsv3_buf_adds(b, tc->arguments);
+    dsv3_buf_adds(b, "\n```" U_CALL_END);
 }
 
 static dsv3_status render_deepseek_v3(const dsv3_tokenizer *tok, const dsv3_chat_message *msgs, size_t n, int agp,
-                                      strbuf *b, dsv3_error *err) {
+                                      dsv3_buf *b, dsv3_error *err) {
     /* validate what the template concatenates (Jinja raises on None/undefined) */
     for (size_t i = 0; i < n; i++) {
         const dsv3_chat_message *m = &msgs[i];
@@ -125,56 +105,56 @@ static dsv3_status render_deepseek_v3(const dsv3_tokenizer *tok, const dsv3_chat
         }
     }
     int is_first = 0, is_tool = 0, is_output_first = 1, is_first_sp = 1;
-    if (tok->bos_str) sb_add(b, tok->bos_str);
+    if (tok->bos_str) dsv3_buf_adds(b, tok->bos_str);
     for (size_t i = 0; i < n; i++) {
         if (!role_is(&msgs[i], "system")) continue;
-        if (!is_first_sp) sb_add(b, "\n\n");
-        sb_add(b, msgs[i].content);
+        if (!is_first_sp) dsv3_buf_adds(b, "\n\n");
+        dsv3_buf_adds(b, msgs[i].content);
         is_first_sp = 0;
     }
     for (size_t i = 0; i < n; i++) {
         const dsv3_chat_message *m = &msgs[i];
         if (role_is(m, "user")) {
             is_tool = 0;
-            sb_add(b, U_USER);
-            sb_add(b, m->content);
+            dsv3_buf_adds(b, U_USER);
+            dsv3_buf_adds(b, m->content);
         }
         if (role_is(m, "assistant") && !m->content) {
             is_tool = 0;
             for (size_t j = 0; j < m->n_tool_calls; j++) {
                 if (!is_first) {
-                    sb_add(b, U_ASSISTANT U_CALLS_BEGIN U_CALL_BEGIN);
+                    dsv3_buf_adds(b, U_ASSISTANT U_CALLS_BEGIN U_CALL_BEGIN);
                     add_tool_call(b, &m->tool_calls[j]);
                     is_first = 1;
                 } else {
-                    sb_add(b, "\n" U_CALL_BEGIN);
+                    dsv3_buf_adds(b, "\n" U_CALL_BEGIN);
                     add_tool_call(b, &m->tool_calls[j]);
-                    sb_add(b, U_CALLS_END U_EOS);
+                    dsv3_buf_adds(b, U_CALLS_END U_EOS);
                 }
             }
         }
         if (role_is(m, "assistant") && m->content) {
             if (is_tool) {
-                sb_add(b, U_OUTPUTS_END);
-                sb_add(b, m->content);
-                sb_add(b, U_EOS);
+                dsv3_buf_adds(b, U_OUTPUTS_END);
+                dsv3_buf_adds(b, m->content);
+                dsv3_buf_adds(b, U_EOS);
                 is_tool = 0;
             } else {
-                sb_add(b, U_ASSISTANT);
-                sb_add(b, m->content);
-                sb_add(b, U_EOS);
+                dsv3_buf_adds(b, U_ASSISTANT);
+                dsv3_buf_adds(b, m->content);
+                dsv3_buf_adds(b, U_EOS);
             }
         }
         if (role_is(m, "tool")) {
             is_tool = 1;
-            sb_add(b, is_output_first ? U_OUTPUTS_BEGIN U_OUTPUT_BEGIN : "\n" U_OUTPUT_BEGIN);
-            sb_add(b, m->content);
-            sb_add(b, U_OUTPUT_END);
+            dsv3_buf_adds(b, is_output_first ? U_OUTPUTS_BEGIN U_OUTPUT_BEGIN : "\n" U_OUTPUT_BEGIN);
+            dsv3_buf_adds(b, m->content);
+            dsv3_buf_adds(b, U_OUTPUT_END);
             is_output_first = 0;
         }
     }
-    if (is_tool) sb_add(b, U_OUTPUTS_END);
-    if (agp && !is_tool) sb_add(b, U_ASSISTANT);
+    if (is_tool) dsv3_buf_adds(b, U_OUTPUTS_END);
+    if (agp && !is_tool) dsv3_buf_adds(b, U_ASSISTANT);
     return DSV3_OK;
 }
 
@@ -189,8 +169,8 @@ dsv3_status dsv3_tokenizer_apply_chat_template(const dsv3_tokenizer *tok, const 
         return dsv3_fail(err, DSV3_ERR_UNSUPPORTED,
                          "chat template: the chat_template in tokenizer_config.json is not one this library renders "
                          "(known: DeepSeek-V3)");
-    strbuf b = {0};
-    sb_add(&b, "");
+    dsv3_buf b = {0};
+    dsv3_buf_adds(&b, "");
     dsv3_status st = render_deepseek_v3(tok, msgs, n, add_generation_prompt, &b, err);
     if (!st && b.oom) st = dsv3_fail(err, DSV3_ERR_NOMEM, "chat template: out of memory");
     if (st) {

@@ -18,29 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsv3/buf.h"
 #include "tokenizer/tokenizer_internal.h"
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = (b->cap ? b->cap * 2 : 64);
-        while (nc < b->n + n + 1) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) { b->oom = 1; return; }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
 #define ONIG_SPACE "\\t-\\r\\x{85}\\p{Z}"
 #define ONIG_WORD "\\p{L}\\p{M}\\p{N}\\p{Pc}"
@@ -49,10 +28,10 @@ static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 static int is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 char *tok_regex_translate(const char *pat, size_t len, size_t *out_len, dsv3_error *err) {
-    sbuf b = {0};
+    dsv3_buf b = {0};
     int in_class = 0;     /* inside [...] */
     int class_start = 0;  /* just after '[' or '[^' (a ']' here is literal) */
-    sb_put(&b, "", 0);
+    dsv3_buf_add(&b, "", 0);
     for (size_t i = 0; i < len; i++) {
         char c = pat[i];
         if (c == '\\') {
@@ -84,15 +63,15 @@ char *tok_regex_translate(const char *pat, size_t len, size_t *out_len, dsv3_err
                     is_hex(pat[i + 4])) {
                     char tmp[16];
                     snprintf(tmp, sizeof tmp, "\\x{%.4s}", pat + i + 1);
-                    sb_str(&b, tmp);
+                    dsv3_buf_adds(&b, tmp);
                     i += 4;
                     continue;
                 }
                 break;
             default: break;
             }
-            if (rep) sb_str(&b, rep);
-            else { char two[2] = {'\\', e}; sb_put(&b, two, 2); }
+            if (rep) dsv3_buf_adds(&b, rep);
+            else { char two[2] = {'\\', e}; dsv3_buf_add(&b, two, 2); }
             continue;
         }
         if (in_class) {
@@ -103,7 +82,7 @@ char *tok_regex_translate(const char *pat, size_t len, size_t *out_len, dsv3_err
                     for (size_t j = i + 2; j + 1 < len; j++)
                         if (pat[j] == ':' && pat[j + 1] == ']') { endp = pat + j + 2; break; }
                     if (endp) {
-                        sb_put(&b, pat + i, (size_t)(endp - (pat + i)));
+                        dsv3_buf_add(&b, pat + i, (size_t)(endp - (pat + i)));
                         i = (size_t)(endp - pat) - 1;
                         class_start = 0;
                         continue;
@@ -122,14 +101,14 @@ char *tok_regex_translate(const char *pat, size_t len, size_t *out_len, dsv3_err
             }
             if (c == ']' && !class_start) in_class = 0;
             class_start = 0;
-            sb_put(&b, &c, 1);
+            dsv3_buf_add(&b, &c, 1);
             continue;
         }
         if (c == '[') {
             in_class = 1;
             class_start = 1;
-            sb_put(&b, &c, 1);
-            if (i + 1 < len && pat[i + 1] == '^') { sb_put(&b, "^", 1); i++; }
+            dsv3_buf_add(&b, &c, 1);
+            if (i + 1 < len && pat[i + 1] == '^') { dsv3_buf_add(&b, "^", 1); i++; }
             continue;
         }
         if (c == '(' && i + 1 < len && pat[i + 1] == '?') {
@@ -139,13 +118,13 @@ char *tok_regex_translate(const char *pat, size_t len, size_t *out_len, dsv3_err
             if (j > i + 2 && j < len && (pat[j] == ')' || pat[j] == ':')) {
                 for (size_t k = i; k < j; k++) {
                     char o = pat[k] == 'm' && k >= i + 2 ? 's' : pat[k];
-                    sb_put(&b, &o, 1);
+                    dsv3_buf_add(&b, &o, 1);
                 }
                 i = j - 1;
                 continue;
             }
         }
-        sb_put(&b, &c, 1);
+        dsv3_buf_add(&b, &c, 1);
     }
     if (b.oom) {
         free(b.p);

@@ -45,14 +45,14 @@ int ts_send_request(int fd, const char *method, const char *path, const char *hd
 
 /* Reads the whole response (the server closes: Connection: close). */
 int ts_read_response(int fd, resp *r) {
-    srv_buf raw = {0};
+    dsv3_buf raw = {0};
     char buf[16384];
     ssize_t k;
-    while ((k = recv(fd, buf, sizeof buf, 0)) > 0) srv_buf_add(&raw, buf, (size_t)k);
+    while ((k = recv(fd, buf, sizeof buf, 0)) > 0) dsv3_buf_add(&raw, buf, (size_t)k);
     memset(r, 0, sizeof *r);
     if (!raw.p) return -1;
     char *eoh = strstr(raw.p, "\r\n\r\n");
-    if (!eoh || sscanf(raw.p, "HTTP/1.%*d %d", &r->status) != 1) { srv_buf_free(&raw); return -1; }
+    if (!eoh || sscanf(raw.p, "HTTP/1.%*d %d", &r->status) != 1) { dsv3_buf_free(&raw); return -1; }
     size_t hl = (size_t)(eoh - raw.p);
     snprintf(r->head, sizeof r->head, "%.*s", (int)(hl < sizeof r->head ? hl : sizeof r->head - 1), raw.p);
     const char *p = eoh + 4, *end = raw.p + raw.n;
@@ -63,14 +63,14 @@ int ts_read_response(int fd, resp *r) {
             if (!nl || len == 0) break;
             p = nl + 2;
             if (p + len > end) len = (unsigned long)(end - p);
-            srv_buf_add(&r->body, p, len);
+            dsv3_buf_add(&r->body, p, len);
             p += len + 2;
         }
     } else {
-        srv_buf_add(&r->body, p, (size_t)(end - p));
+        dsv3_buf_add(&r->body, p, (size_t)(end - p));
     }
-    if (!r->body.p) srv_buf_add(&r->body, "", 0);
-    srv_buf_free(&raw);
+    if (!r->body.p) dsv3_buf_add(&r->body, "", 0);
+    dsv3_buf_free(&raw);
     return 0;
 }
 
@@ -93,7 +93,7 @@ double ts_metric(int port, const char *name) {
     size_t nl = strlen(name);
     for (const char *p = r.body.p; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
         if (!strncmp(p, name, nl) && p[nl] == ' ') { v = atof(p + nl + 1); break; }
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     return v;
 }
 
@@ -145,13 +145,13 @@ const char *ts_tiny_dir(void) {
 
 /* Non-streamed completion from ids; writes "a,b,c" ids; returns status. */
 int ts_complete_ids(int port, const char *extra, const int32_t *ids, int n, int max_tokens, char *out, size_t cap) {
-    srv_buf b = {0};
-    srv_buf_printf(&b, "{\"prompt\":[");
-    for (int i = 0; i < n; i++) srv_buf_printf(&b, "%s%d", i ? "," : "", ids[i]);
-    srv_buf_printf(&b, "],\"max_tokens\":%d%s}", max_tokens, extra ? extra : ",\"temperature\":0");
+    dsv3_buf b = {0};
+    dsv3_buf_printf(&b, "{\"prompt\":[");
+    for (int i = 0; i < n; i++) dsv3_buf_printf(&b, "%s%d", i ? "," : "", ids[i]);
+    dsv3_buf_printf(&b, "],\"max_tokens\":%d%s}", max_tokens, extra ? extra : ",\"temperature\":0");
     resp r;
     int rc = ts_http(port, "POST", "/v1/completions", NULL, b.p, &r);
-    srv_buf_free(&b);
+    dsv3_buf_free(&b);
     if (rc) return -1;
     out[0] = 0;
     json_t *j = ts_body_json(&r);
@@ -161,7 +161,7 @@ int ts_complete_ids(int port, const char *extra, const int32_t *ids, int n, int 
         k += (size_t)snprintf(out + k, cap - k, "%s%lld", i ? "," : "", (long long)json_integer_value(json_array_get(tids, i)));
     if (r.status == 200 && !tids) r.status = -2;
     json_decref(j);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     return r.status;
 }
 
@@ -271,12 +271,12 @@ json_t *ts_post_json(int port, const char *path, const char *body, int *status) 
     if (ts_http(port, "POST", path, NULL, body, &r)) return NULL;
     *status = r.status;
     json_t *j = ts_body_json(&r);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     return j;
 }
 
 /* Streams body; concatenates the text / delta.content / delta.reasoning_content. */
-int ts_stream_text(int port, const char *path, const char *body, srv_buf *text, char *finish, size_t fcap) {
+int ts_stream_text(int port, const char *path, const char *body, dsv3_buf *text, char *finish, size_t fcap) {
     resp r;
     if (ts_http(port, "POST", path, NULL, body, &r) || r.status != 200) return -1;
     int done = 0;
@@ -288,13 +288,13 @@ int ts_stream_text(int port, const char *path, const char *body, srv_buf *text, 
         json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
         json_t *t = json_object_get(ch, "text");
         if (!t) t = json_object_get(json_object_get(ch, "delta"), "content");
-        if (json_is_string(t)) srv_buf_add(text, json_string_value(t), json_string_length(t));
+        if (json_is_string(t)) dsv3_buf_add(text, json_string_value(t), json_string_length(t));
         if (json_is_string(json_object_get(ch, "finish_reason")))
             snprintf(finish, fcap, "%s", json_string_value(json_object_get(ch, "finish_reason")));
         json_decref(j);
     }
-    srv_buf_add(text, "", 0);
-    srv_buf_free(&r.body);
+    dsv3_buf_add(text, "", 0);
+    dsv3_buf_free(&r.body);
     return done ? 0 : -1;
 }
 

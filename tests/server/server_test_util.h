@@ -11,7 +11,7 @@
 typedef struct {
     int status;
     char head[8192];
-    srv_buf body;
+    dsv3_buf body;
 } resp;
 
 int ts_sock_connect(int port);
@@ -38,7 +38,7 @@ const char *ts_dsv3_bin(void);
 const char *ts_chat_model_dir(void);
 json_t *ts_post_json(int port, const char *path, const char *body, int *status);
 /* Streams body and concatenates text / delta.content. */
-int ts_stream_text(int port, const char *path, const char *body, srv_buf *text, char *finish, size_t fcap);
+int ts_stream_text(int port, const char *path, const char *body, dsv3_buf *text, char *finish, size_t fcap);
 const char *ts_choice_str(json_t *j, const char *a, const char *b);
 json_int_t ts_usage(json_t *j, const char *k);
 

@@ -272,7 +272,7 @@ TEST(server_text_utf8_sanitized) {
 static int split_both(const char *text, const char *want_content, const char *want_reasoning, const char *want_tools) {
     for (int mode = 0; mode < 2; mode++) {
         srv_splitter sp = {0};
-        srv_buf c = {0}, r = {0};
+        dsv3_buf c = {0}, r = {0};
         size_t n = strlen(text);
         if (mode == 0) srv_split_feed(&sp, text, n, 1, &c, &r);
         else {
@@ -282,8 +282,8 @@ static int split_both(const char *text, const char *want_content, const char *wa
         int ok = !strcmp(c.p ? c.p : "", want_content) && !strcmp(r.p ? r.p : "", want_reasoning) &&
                  !strcmp(sp.tools.p ? sp.tools.p : "", want_tools);
         if (!ok) fprintf(stderr, "    mode %d: content '%s' reasoning '%s' tools '%s'\n", mode, c.p, r.p, sp.tools.p);
-        srv_buf_free(&c);
-        srv_buf_free(&r);
+        dsv3_buf_free(&c);
+        dsv3_buf_free(&r);
         srv_split_free(&sp);
         if (!ok) return 0;
     }

@@ -26,12 +26,12 @@ TEST(server_http_text_completion_and_stop) {
     CHECK(!strcmp(ts_choice_str(j, "finish_reason", NULL), "length"));
     json_decref(j);
     /* streamed text is the same */
-    srv_buf t = {0};
+    dsv3_buf t = {0};
     char fin[32] = "";
     CHECK(ts_stream_text(port, "/v1/completions", "{\"prompt\":\"hello\",\"max_tokens\":40,\"temperature\":0,\"ignore_eos\":true,\"stream\":true}",
                       &t, fin, sizeof fin) == 0);
     CHECK_MSG(!strcmp(t.p, full) && !strcmp(fin, "length"), "stream '%s' vs '%s'", t.p, full);
-    srv_buf_free(&t);
+    dsv3_buf_free(&t);
     /* a stop string taken from the middle of the output cuts the text there */
     const char *p = full + 1;
     while (*p && !(p[0] >= 'a' && p[0] <= 'z' && p[1] >= 'a' && p[1] <= 'z')) p++;
@@ -48,7 +48,7 @@ TEST(server_http_text_completion_and_stop) {
     snprintf(body, sizeof body, "{\"prompt\":\"hello\",\"max_tokens\":40,\"temperature\":0,\"ignore_eos\":true,\"stream\":true,\"stop\":\"%s\"}", stop);
     CHECK(ts_stream_text(port, "/v1/completions", body, &t, fin, sizeof fin) == 0);
     CHECK(strlen(t.p) == cut && !strncmp(t.p, full, cut) && !strcmp(fin, "stop"));
-    srv_buf_free(&t);
+    dsv3_buf_free(&t);
     dsv3_server_stop(s);
 }
 
@@ -68,12 +68,12 @@ TEST(server_http_chat) {
     char content[4096];
     snprintf(content, sizeof content, "%s", ts_choice_str(j, "message", "content"));
     json_decref(j);
-    srv_buf t = {0};
+    dsv3_buf t = {0};
     char fin[32] = "", sbody[512];
     snprintf(sbody, sizeof sbody, "%.*s,\"stream\":true}", (int)strlen(body) - 1, body);
     CHECK(ts_stream_text(port, "/v1/chat/completions", sbody, &t, fin, sizeof fin) == 0);
     CHECK_MSG(!strcmp(t.p, content) && !strcmp(fin, "length"), "stream '%s' vs '%s'", t.p, content);
-    srv_buf_free(&t);
+    dsv3_buf_free(&t);
     /* a tool-call round trip in the history renders exactly as the library's chat template */
     const char *msgs = "[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":\"weather?\"},"
                        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":"
@@ -88,8 +88,8 @@ TEST(server_http_chat) {
     CHECK(dsv3_tokenizer_encode(tok, text, tl, 0, &ids, NULL) == DSV3_OK);
     free(text);
     dsv3_tokenizer_free(tok);
-    srv_buf b = {0};
-    srv_buf_printf(&b, "{\"messages\":%s,\"max_tokens\":4,\"seed\":3}", msgs);
+    dsv3_buf b = {0};
+    dsv3_buf_printf(&b, "{\"messages\":%s,\"max_tokens\":4,\"seed\":3}", msgs);
     j = ts_post_json(port, "/v1/chat/completions", b.p, &st);
     CHECK_MSG(st == 200 && ts_usage(j, "prompt_tokens") == (json_int_t)ids.len, "status %d, %lld prompt tokens, want %zu", st,
               (long long)ts_usage(j, "prompt_tokens"), ids.len);
@@ -102,7 +102,7 @@ TEST(server_http_chat) {
     dsv3_server *s2 = ts_start_server(dir, &o);
     CHECK(s2);
     b.n = 0;
-    srv_buf_printf(&b, "{\"messages\":%s,\"max_tokens\":4,\"seed\":3,\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"w\","
+    dsv3_buf_printf(&b, "{\"messages\":%s,\"max_tokens\":4,\"seed\":3,\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"w\","
                        "\"description\":\"Weather now.\",\"parameters\":{\"type\":\"object\",\"properties\":{}}}}]}", msgs);
     j = ts_post_json(dsv3_server_port(s2), "/v1/chat/completions", b.p, &st);
     const char *em = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
@@ -111,12 +111,12 @@ TEST(server_http_chat) {
     CHECK_MSG(n_tools > (long long)ids.len + 50, "%lld vs %zu", n_tools, ids.len);
     json_decref(j);
     b.p[--b.n] = 0; /* drop the closing brace */
-    srv_buf_adds(&b, ",\"tool_choice\":\"none\"}");
+    dsv3_buf_adds(&b, ",\"tool_choice\":\"none\"}");
     j = ts_post_json(dsv3_server_port(s2), "/v1/chat/completions", b.p, &st);
     CHECK(st == 200 && ts_usage(j, "prompt_tokens") == (json_int_t)ids.len);
     json_decref(j);
     dsv3_server_stop(s2);
-    srv_buf_free(&b);
+    dsv3_buf_free(&b);
     dsv3_ids_free(&ids);
     /* template errors are the client's: 400 */
     j = ts_post_json(port, "/v1/chat/completions", "{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[]}]}", &st);

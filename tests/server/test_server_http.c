@@ -21,26 +21,26 @@ TEST(server_http_endpoints) {
     int port = dsv3_server_port(s);
     resp r;
     CHECK(ts_http(port, "GET", "/health", NULL, NULL, &r) == 0 && r.status == 200 && strstr(r.body.p, "ok"));
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "GET", "/v1/models", NULL, NULL, &r) == 0 && r.status == 200);
     json_t *j = ts_body_json(&r);
     json_t *m = json_array_get(json_object_get(j, "data"), 0);
     CHECK(m && !strcmp(json_string_value(json_object_get(m, "id")), "tiny") &&
           json_integer_value(json_object_get(m, "max_model_len")) == 1024);
     json_decref(j);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "GET", "/", NULL, NULL, &r) == 0 && r.status == 200 && strstr(r.body.p, "/v1/chat/completions"));
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "GET", "/nope", NULL, NULL, &r) == 0 && r.status == 404);
     j = ts_body_json(&r);
     CHECK(json_is_string(json_object_get(json_object_get(j, "error"), "message")));
     json_decref(j);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "GET", "/v1/completions", NULL, NULL, &r) == 0 && r.status == 405);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "GET", "/metrics", NULL, NULL, &r) == 0 && r.status == 200);
     CHECK(strstr(r.body.p, "# TYPE dsv3_queue_length gauge") && strstr(r.body.p, "dsv3_kv_cache_usage_ratio"));
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     dsv3_server_stop(s);
 }
 
@@ -165,7 +165,7 @@ TEST(server_http_stream_sse) {
     CHECK(strcasestr(r.head, "content-type: text/event-stream"));
     sse_summary ss;
     parse_sse(r.body.p, &ss);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK_MSG(!strcmp(ss.ids, "141,254,509,156,253,471,251,297,26,52,151,368,103,315,261,290"), "%s", ss.ids);
     CHECK(ss.done && !ss.errors && !strcmp(ss.finish, "length") && ss.usage_completion == 16);
     dsv3_server_stop(s);
@@ -177,7 +177,7 @@ static int raw_status(int port, const char *req, size_t n) {
     if (fd < 0) return -1;
     resp r;
     int st = ts_send_all(fd, req, n) == 0 && ts_read_response(fd, &r) == 0 ? r.status : 0;
-    if (st) srv_buf_free(&r.body);
+    if (st) dsv3_buf_free(&r.body);
     close(fd);
     return st;
 }
@@ -226,31 +226,31 @@ TEST(server_http_hostile_inputs) {
                       "case %zu: error shape %s", i, r.body.p);
             json_decref(j);
         }
-        srv_buf_free(&r.body);
+        dsv3_buf_free(&r.body);
     }
     /* oversized bodies: declared, and chunked */
     char req[1024];
     int n = snprintf(req, sizeof req, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100000000\r\n\r\n{");
     CHECK(raw_status(port, req, (size_t)n) == 413);
-    srv_buf big = {0};
-    srv_buf_adds(&big, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n");
+    dsv3_buf big = {0};
+    dsv3_buf_adds(&big, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n");
     for (int i = 0; i < 8; i++) {
-        srv_buf_adds(&big, "400\r\n");
-        for (int k = 0; k < 1024; k++) srv_buf_add(&big, "a", 1);
-        srv_buf_adds(&big, "\r\n");
+        dsv3_buf_adds(&big, "400\r\n");
+        for (int k = 0; k < 1024; k++) dsv3_buf_add(&big, "a", 1);
+        dsv3_buf_adds(&big, "\r\n");
     }
-    srv_buf_adds(&big, "0\r\n\r\n");
+    dsv3_buf_adds(&big, "0\r\n\r\n");
     CHECK(raw_status(port, big.p, big.n) == 413);
-    srv_buf_free(&big);
+    dsv3_buf_free(&big);
     /* not HTTP at all, a huge header, a truncated request: no crash */
     CHECK(raw_status(port, "\x01\x02garbage\r\n\r\n", 13) >= 0);
-    srv_buf hdr = {0};
-    srv_buf_adds(&hdr, "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ");
-    for (int i = 0; i < 100000; i++) srv_buf_add(&hdr, "b", 1);
-    srv_buf_adds(&hdr, "\r\n\r\n");
+    dsv3_buf hdr = {0};
+    dsv3_buf_adds(&hdr, "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    for (int i = 0; i < 100000; i++) dsv3_buf_add(&hdr, "b", 1);
+    dsv3_buf_adds(&hdr, "\r\n\r\n");
     int st = raw_status(port, hdr.p, hdr.n);
     CHECK_MSG(st == 0 || st == 431 || st == 413 || st == 400, "huge header: %d", st);
-    srv_buf_free(&hdr);
+    dsv3_buf_free(&hdr);
     int fd = ts_sock_connect(port);
     const char *trunc = "POST /v1/completions HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"pro";
     ts_send_all(fd, trunc, strlen(trunc));
@@ -258,7 +258,7 @@ TEST(server_http_hostile_inputs) {
     /* still serving */
     resp r;
     CHECK(ts_http(port, "GET", "/health", NULL, NULL, &r) == 0 && r.status == 200);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     char ids[256];
     CHECK(ts_complete_ids(port, NULL, (int32_t[]){1, 2, 3}, 3, 3, ids, sizeof ids) == 200);
     CHECK(ts_metric(port, "dsv3_kv_cache_blocks_used") == 0);
@@ -275,20 +275,20 @@ TEST(server_http_api_key) {
     int port = dsv3_server_port(s);
     resp r;
     CHECK(ts_http(port, "GET", "/v1/models", NULL, NULL, &r) == 0 && r.status == 401 && strcasestr(r.head, "www-authenticate"));
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "GET", "/v1/models", "Authorization: Bearer wrong\r\n", NULL, &r) == 0 && r.status == 401);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "GET", "/v1/models", "Authorization: Bearer sekre\r\n", NULL, &r) == 0 && r.status == 401);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "POST", "/v1/completions", NULL, "{\"prompt\":[1],\"max_tokens\":1}", &r) == 0 && r.status == 401);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "GET", "/v1/models", "Authorization: Bearer sekret\r\n", NULL, &r) == 0 && r.status == 200);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "POST", "/v1/completions", "Authorization: Bearer sekret\r\n", "{\"prompt\":[1],\"max_tokens\":1}", &r) == 0 &&
           r.status == 200);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_http(port, "GET", "/health", NULL, NULL, &r) == 0 && r.status == 200);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     dsv3_server_stop(s);
 }
 
@@ -313,7 +313,7 @@ TEST(server_http_queue_full_429) {
     CHECK(ts_http(port, "POST", "/v1/completions", NULL, body, &r) == 0 && r.status == 429);
     CHECK(strcasestr(r.head, "retry-after: "));
     CHECK(strstr(r.body.p, "rate_limit_error") && strstr(r.body.p, "queue_full"));
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     CHECK(ts_metric(port, "dsv3_requests_rejected_total") == 1);
     srv_sched_pause(&s->sched, 0);
     resp ra, rb;
@@ -325,8 +325,8 @@ TEST(server_http_queue_full_429) {
     CHECK(ta && json_equal(ta, tb));
     json_decref(ja);
     json_decref(jb);
-    srv_buf_free(&ra.body);
-    srv_buf_free(&rb.body);
+    dsv3_buf_free(&ra.body);
+    dsv3_buf_free(&rb.body);
     close(fa);
     close(fb);
     dsv3_server_stop(s);
@@ -414,13 +414,13 @@ TEST(server_http_disconnect_cancels) {
     int fd = ts_sock_connect(port);
     CHECK(ts_send_request(fd, "POST", "/v1/completions", NULL, body, strlen(body)) == 0);
     char buf[4096];
-    srv_buf got = {0};
+    dsv3_buf got = {0};
     while (!got.p || !strstr(got.p, "data: ")) {
         ssize_t k = recv(fd, buf, sizeof buf, 0);
         CHECK(k > 0);
-        srv_buf_add(&got, buf, (size_t)k);
+        dsv3_buf_add(&got, buf, (size_t)k);
     }
-    srv_buf_free(&got);
+    dsv3_buf_free(&got);
     CHECK(ts_metric(port, "dsv3_kv_cache_blocks_used") > 0);
     close(fd);
     CHECK(ts_wait_metric(port, "dsv3_requests_cancelled_total", 1, 5));
@@ -472,7 +472,7 @@ TEST(server_http_slow_and_idle_clients) {
     int n_ids = 1;
     for (const char *p = ss.ids; *p; p++) n_ids += *p == ',';
     CHECK_MSG(n_ids == 150 && ss.done && !strcmp(ss.finish, "length"), "%d ids", n_ids);
-    srv_buf_free(&r.body);
+    dsv3_buf_free(&r.body);
     close(slow);
     /* the idle connection (nothing sent) was closed by the server */
     char b;

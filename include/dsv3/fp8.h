@@ -13,4 +13,13 @@ uint8_t dsv3_fp8_e4m3_encode(float f);
 /* Block quantisation helper: dst[i] = dsv3_fp8_e4m3_encode(src[i] / scale) for i < n. */
 void dsv3_fp8_e4m3_encode_n(const float *src, float scale, uint8_t *dst, size_t n);
 
+/* Block quantisation of one block-row of a row-major matrix (spec §2.4): src holds
+ * nr rows of cols floats (nr <= the block height, e.g. 128); for each block of
+ * block_c columns cb, scales[cb] = max(amax, 1e-12) / 448 (amax = max |x| over
+ * the nr x block_c block, the last block may be narrower) and
+ * dst[r * cols + j] = dsv3_fp8_e4m3_encode(src[r * cols + j] / scales[cb]).
+ * scales gets ceil(cols / block_c) entries. Used by init-model and quantize. */
+void dsv3_fp8_e4m3_quantize_rows(const float *src, int64_t nr, int64_t cols, int64_t block_c, uint8_t *dst,
+                                 float *scales);
+
 #endif

@@ -14,6 +14,7 @@ int cmd_plot_loss(int argc, char **argv);
 int cmd_init_model(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_tokenizer_train(int argc, char **argv);
 int cmd_tokenize_corpus(int argc, char **argv);
 int cmd_serve(int argc, char **argv);

@@ -20,6 +20,7 @@ static const struct {
     {"plot-loss", cmd_plot_loss, "plot a training log (JSONL) as a PNG loss curve"},
     {"init-model", cmd_init_model, "create a randomly initialised checkpoint from a config.json"},
     {"init", cmd_init_model, "alias of init-model"},
+    {"quantize", cmd_quantize, "BF16/F32 checkpoint -> DeepSeek-style FP8 (e4m3, 128x128 block scales)"},
     {"bench", cmd_bench, "llama-bench style prefill/decode throughput (mean +- stddev)"},
     {"export", cmd_export, "training checkpoint -> inference checkpoint (BF16/F32 + tokenizer)"},
     {"tokenizer-train", cmd_tokenizer_train, "train a byte-level BPE tokenizer (HF tokenizer.json) on text files"},

@@ -6,7 +6,6 @@
  * one starts, so peak memory is about one shard plus one tensor. */
 #include "dsv3/init_model.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -15,14 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 
 #include "dsv3/config.h"
 #include "dsv3/dtype.h"
 #include "dsv3/fp8.h"
 #include "dsv3/safetensors.h"
+#include "model/ckpt_out.h"
 
 #define FP8_BLOCK 128   /* weight_block_size written to quantization_config */
 #define NAME_MAX_LEN 200
@@ -273,19 +270,7 @@ static void gen_matrix(const entry *e, uint64_t seed, float std, void *data, flo
             uint16_t *o = (uint16_t *)data + off;
             for (size_t i = 0; i < n; i++) o[i] = dsv3_f32_to_bf16(f[i]);
         } else { /* FP8: scale = amax / 448 per 128x128 block (spec §2.4), q = fp8(w / scale) */
-            uint8_t *q = (uint8_t *)data + off;
-            for (int64_t cb = 0; cb < scols; cb++) {
-                int64_t c0 = cb * FP8_BLOCK, nc = C - c0 < FP8_BLOCK ? C - c0 : FP8_BLOCK;
-                float amax = 0.0f;
-                for (int64_t r = 0; r < nr; r++)
-                    for (int64_t j = 0; j < nc; j++) {
-                        float v = fabsf(f[r * C + c0 + j]);
-                        amax = v > amax ? v : amax;
-                    }
-                float s = (amax > 1e-12f ? amax : 1e-12f) / 448.0f;
-                scale[b * scols + cb] = s;
-                for (int64_t r = 0; r < nr; r++) dsv3_fp8_e4m3_encode_n(f + r * C + c0, s, q + r * C + c0, (size_t)nc);
-            }
+            dsv3_fp8_e4m3_quantize_rows(f, nr, C, FP8_BLOCK, (uint8_t *)data + off, scale + b * scols);
         }
     }
 }
@@ -338,91 +323,6 @@ static void shard_file(char *buf, size_t n, int i, int n_shards) {
     else snprintf(buf, n, "model-%05d-of-%05d.safetensors", i + 1, n_shards);
 }
 
-/* mkdir -p */
-static dsv3_status make_dirs(const char *dir, dsv3_error *err) {
-    char *p = strdup(dir);
-    if (!p) return dsv3_fail(err, DSV3_ERR_NOMEM, "out of memory");
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != 0) continue;
-        char save = *s;
-        *s = 0;
-        struct stat sb;
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            dsv3_status st = dsv3_fail(err, DSV3_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
-            free(p);
-            return st;
-        }
-        if (stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            dsv3_status st = dsv3_fail(err, DSV3_ERR_IO, "%s: exists and is not a directory", p);
-            free(p);
-            return st;
-        }
-        *s = save;
-        if (!save) break;
-    }
-    free(p);
-    if (access(dir, W_OK | X_OK) != 0)
-        return dsv3_fail(err, DSV3_ERR_IO, "%s: directory is not writable: %s", dir, strerror(errno));
-    /* root passes access(): also honour a directory marked read-only (no write bits) */
-    struct stat sb;
-    if (stat(dir, &sb) == 0 && !(sb.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)))
-        return dsv3_fail(err, DSV3_ERR_IO, "%s: directory is read-only (mode %03o)", dir, (unsigned)(sb.st_mode & 0777));
-    return DSV3_OK;
-}
-
-/* Checkpoint files of an earlier run: model.safetensors.index.json,
- * model.safetensors and model-NNNNN-of-NNNNN.safetensors. With remove == 0
- * only adds up their sizes into *bytes and names one of them in found[64]
- * (empty if none); else deletes them, index first, so the directory never
- * points at a mix of old and new shards. */
-static int is_old_checkpoint_file(const char *name) {
-    int a, b, end = 0;
-    if (!strcmp(name, "model.safetensors.index.json") || !strcmp(name, "model.safetensors")) return 1;
-    return sscanf(name, "model-%5d-of-%5d.safetensors%n", &a, &b, &end) == 2 && end > 0 && name[end] == 0;
-}
-
-static dsv3_status old_checkpoint(const char *dir, int remove, double *bytes, char *found, dsv3_error *err) {
-    char path[4200];
-    if (found) found[0] = 0;
-    if (remove) {
-        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-        if (unlink(path) != 0 && errno != ENOENT)
-            return dsv3_fail(err, DSV3_ERR_IO, "%s: cannot remove old file: %s", path, strerror(errno));
-    }
-    DIR *d = opendir(dir);
-    if (!d) return dsv3_fail(err, DSV3_ERR_IO, "%s: cannot list directory: %s", dir, strerror(errno));
-    struct dirent *de;
-    dsv3_status st = DSV3_OK;
-    while (!st && (de = readdir(d))) {
-        if (!is_old_checkpoint_file(de->d_name)) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        struct stat sb;
-        if (!remove && bytes && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) *bytes += (double)sb.st_size;
-        if (found && !found[0]) snprintf(found, 64, "%.63s", de->d_name);
-        if (remove && unlink(path) != 0 && errno != ENOENT)
-            st = dsv3_fail(err, DSV3_ERR_IO, "%s: cannot remove old file: %s", path, strerror(errno));
-    }
-    closedir(d);
-    return st;
-}
-
-/* Writes text to path via a temporary file + rename. */
-static dsv3_status write_text(const char *path, const char *text, dsv3_error *err) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return dsv3_fail(err, DSV3_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    int bad = fwrite(text, 1, n, f) != n || fputc('\n', f) == EOF;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return dsv3_fail(err, DSV3_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return DSV3_OK;
-}
-
 /* Loads config_path, sets/removes quantization_config for the mode, validates
  * the result with the config parser; returns the JSON text (caller frees). */
 static dsv3_status prepare_config(const char *path, dsv3_init_dtype mode, dsv3_config *cfg, char **text,
@@ -440,9 +340,7 @@ static dsv3_status prepare_config(const char *path, dsv3_init_dtype mode, dsv3_c
     if (!json_is_object(root)) st = dsv3_fail(err, DSV3_ERR_FORMAT, "%s: top level must be a JSON object", path);
     int bad = 0;
     if (!st && mode == DSV3_INIT_FP8)
-        bad = json_object_set_new(root, "quantization_config",
-                                  json_pack("{s:s, s:s, s:s, s:[i,i]}", "activation_scheme", "dynamic", "fmt", "e4m3",
-                                            "quant_method", "fp8", "weight_block_size", FP8_BLOCK, FP8_BLOCK)) != 0;
+        bad = dsv3_json_set_fp8_quant_config(root, FP8_BLOCK) != 0;
     else if (!st) json_object_del(root, "quantization_config"); /* fails harmlessly when absent */
     if (!st && !bad)
         bad = json_object_set_new(root, "torch_dtype", json_string(mode == DSV3_INIT_F32 ? "float32" : "bfloat16")) != 0;
@@ -482,7 +380,7 @@ static dsv3_status write_index(const char *dir, const plan *p, int n_shards, dsv
     if (!text) return dsv3_fail(err, DSV3_ERR_NOMEM, "init-model: out of memory building the index");
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    dsv3_status st = write_text(path, text, err);
+    dsv3_status st = dsv3_write_text_file(path, text, err);
     free(text);
     return st;
 }
@@ -508,28 +406,12 @@ dsv3_status dsv3_init_model(const char *config_path, const char *out_dir, const 
     if (!st && n_shards > 99999)
         st = dsv3_fail(err, DSV3_ERR_INVALID, "init-model: %d shards (more than 99999); use a larger shard size",
                        n_shards);
-    if (!st) st = make_dirs(out_dir, err);
+    /* mkdir -p, refuse an existing checkpoint unless overwrite, check free space, remove the old files */
+    if (!st) st = dsv3_out_dir_prepare(out_dir, o->overwrite, (double)p.total_bytes, err);
     char path[4200], file[64];
-    /* free space (counting the old checkpoint files that get replaced) before deleting anything */
-    double old_bytes = 0;
-    char found[64] = "";
-    if (!st) st = old_checkpoint(out_dir, 0, &old_bytes, found, err);
-    if (!st && !found[0]) {
-        snprintf(path, sizeof path, "%s/config.json", out_dir);
-        if (access(path, F_OK) == 0) snprintf(found, sizeof found, "config.json");
-    }
-    if (!st && found[0] && !o->overwrite) /* never clobber a checkpoint by accident */
-        st = dsv3_fail(err, DSV3_ERR_INVALID, "%s already holds a checkpoint (%s); choose another directory or allow "
-                       "overwriting it (--force)", out_dir, found);
-    struct statvfs vfs;
-    if (!st && statvfs(out_dir, &vfs) == 0 &&
-        (double)vfs.f_bavail * vfs.f_frsize + old_bytes < (double)p.total_bytes)
-        st = dsv3_fail(err, DSV3_ERR_IO, "%s: not enough free space (%.2f GB needed, %.2f GB available)", out_dir,
-                       p.total_bytes / 1e9, ((double)vfs.f_bavail * vfs.f_frsize + old_bytes) / 1e9);
-    if (!st) st = old_checkpoint(out_dir, 1, NULL, NULL, err);
     if (!st) {
         snprintf(path, sizeof path, "%s/config.json", out_dir);
-        st = write_text(path, cfg_text, err);
+        st = dsv3_write_text_file(path, cfg_text, err);
     }
     size_t i = 0;
     for (int s = 0; s < n_shards && !st; s++) {

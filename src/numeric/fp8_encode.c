@@ -5,6 +5,7 @@
  * the reference search in dtype.c. */
 #include "dsv3/fp8.h"
 
+#include <math.h>
 #include <string.h>
 
 uint8_t dsv3_fp8_e4m3_encode(float f) {
@@ -34,4 +35,20 @@ uint8_t dsv3_fp8_e4m3_encode(float f) {
 
 void dsv3_fp8_e4m3_encode_n(const float *src, float scale, uint8_t *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = dsv3_fp8_e4m3_encode(src[i] / scale);
+}
+
+void dsv3_fp8_e4m3_quantize_rows(const float *src, int64_t nr, int64_t cols, int64_t block_c, uint8_t *dst,
+                                 float *scales) {
+    for (int64_t c0 = 0, cb = 0; c0 < cols; c0 += block_c, cb++) {
+        int64_t nc = cols - c0 < block_c ? cols - c0 : block_c;
+        float amax = 0.0f;
+        for (int64_t r = 0; r < nr; r++)
+            for (int64_t j = 0; j < nc; j++) {
+                float v = fabsf(src[r * cols + c0 + j]);
+                amax = v > amax ? v : amax;
+            }
+        float s = (amax > 1e-12f ? amax : 1e-12f) / 448.0f;
+        scales[cb] = s;
+        for (int64_t r = 0; r < nr; r++) dsv3_fp8_e4m3_encode_n(src + r * cols + c0, s, dst + r * cols + c0, (size_t)nc);
+    }
 }

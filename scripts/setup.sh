@@ -2,7 +2,7 @@
 # Installs the Debian packages dsv3 needs. Idempotent: does nothing when they
 # are already present, so it works offline on a prepared machine.
 set -e
-PKGS="build-essential libjansson-dev libpcre2-dev libmicrohttpd-dev curl"
+PKGS="build-essential libjansson-dev libpcre2-dev libmicrohttpd-dev curl chromium"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

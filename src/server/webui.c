@@ -1,5 +1,7 @@
 /* The chat page served at GET /: one self-contained HTML + JS file that
- * talks to /v1/chat/completions with stream: true (SSE over fetch). */
+ * talks to /v1/chat/completions with stream: true (SSE over fetch).
+ * /?q=TEXT asks TEXT on load (optional temperature, max_tokens); the body's
+ * data-state becomes "idle" when an answer has finished. */
 #include "server/http_internal.h"
 
 const char srv_webui_html[] =
@@ -51,5 +53,10 @@ const char srv_webui_html[] =
     "    if(d.content){answer+=d.content;out.textContent=answer;}\n"
     "    if(d.tool_calls)out.textContent+=JSON.stringify(d.tool_calls);$('log').scrollTop=1e9;}}\n"
     " }catch(err){if(err.name!=='AbortError')bubble('error',String(err.message||err));}\n"
-    " history.push({role:'assistant',content:answer});ctrl=null;$('send').disabled=false;$('stop').disabled=true;};\n"
+    " history.push({role:'assistant',content:answer});ctrl=null;$('send').disabled=false;$('stop').disabled=true;\n"
+    " document.body.dataset.state='idle';};\n"
+    /* a link /?q=TEXT[&temperature=T][&max_tokens=N] opens the page and asks TEXT */
+    "{const u=new URLSearchParams(location.search);if(u.has('temperature'))$('temp').value=u.get('temperature');\n"
+    " if(u.has('max_tokens'))$('maxtok').value=u.get('max_tokens');\n"
+    " if(u.get('q')){$('q').value=u.get('q');document.body.dataset.state='busy';$('f').requestSubmit();}}\n"
     "</script></body></html>\n";

@@ -1,0 +1,513 @@
+/* AMX BF16 matmul (see amx.h for the contract and the numerics).
+ *
+ * Operands (AMX TDPBF16PS: C[16][16] f32 += A[16][32] bf16 . B[32][16] bf16):
+ *  - A = weights: 16 rows x 32 k (64 bytes). BF16 strips are loaded straight
+ *    from the row-major checkpoint data (stride cols*2; tile loads accept any
+ *    alignment). FP8 strips (and the BF16 strip at the end of the row range,
+ *    which may have < 32 rows) are first converted/copied into a thread-local
+ *    zero-padded bf16 buffer, once per group of strips, reused for every token.
+ *  - B = activations, repacked once per call: each token t contributes three
+ *    "columns" j = 3t+p (p = 0,1,2: hi, mid, lo of the exact bf16 split), and
+ *    the columns are cut into panels of 16 in the VNNI pair layout
+ *    (B row kk = the pairs (x[2kk], x[2kk+1]) of the 16 columns, 64 bytes).
+ *    The three parts are combined at the end as hi + (mid + lo).
+ *  - k is zero padded to a multiple of 32 in both operands (adds exact +0).
+ *    FP8 weights are processed per scale block (block_c wide, padded to a
+ *    multiple of 32 on its own): the C tile is zeroed for each block and its
+ *    partial sum is added as acc = fma(S[o/block_r][kb], partial, acc) in
+ *    ascending kb.
+ *
+ * Batch invariance: an output element (o, t) is always produced by the same
+ * tile operation sequence over k (same 32-wide k steps in the same order, the
+ * same per-block zeroing and scale-add for FP8, the same combine), whatever
+ * the micro-kernel blocking (1-2 row tiles x 1-2 panels), the token chunking,
+ * the row split across threads or the loop order; AMX computes every element
+ * of a C tile independently of the other rows/columns, and storing a C tile to
+ * memory and loading it back is exact.
+ *
+ * Threading: OpenMP; output rows are split statically in 32-row strips; the
+ * activation packing is split over tokens. Every thread loads its own tile
+ * configuration and releases it at the end. */
+#define _GNU_SOURCE
+#include <cpuid.h>
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "amx.h"
+
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
+
+#define ARCH_GET_XCOMP_PERM 0x1022
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+#define KSTEP 32            /* bf16 elements of k per tile step (64-byte tile rows) */
+#define STRIP 32            /* output rows per strip = 2 row tiles of 16 */
+#define AMX_OMP_MIN_WORK (1 << 19) /* multiply-adds below which one thread runs (results identical) */
+#define B_CHUNK_BYTES (1 << 20)    /* packed activations per token chunk (kept in L2 across strips) */
+#define B_CALL_BYTES (64 << 20)    /* packed activations per parallel region (bounds memory for long T) */
+#define A_GROUP_BYTES (768 << 10)  /* converted FP8 weights per strip group */
+
+/* ---------------------------------------------------------------- probe */
+
+static int g_amx_ok;
+static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
+
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static void amx_probe(void) {
+    const char *env = getenv("DSV3_NO_AMX");
+    if (env && *env && strcmp(env, "0") != 0) return;
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return; /* OSXSAVE: xgetbv usable */
+    if (__get_cpuid_max(0, NULL) < 7) return;
+    __cpuid_count(7, 0, a, b, c, d);
+    int ok = (b >> 16 & 1) /* AVX512F */ && (b >> 30 & 1) /* AVX512BW */ && (d >> 22 & 1) /* AMX-BF16 */ &&
+             (d >> 24 & 1) /* AMX-TILE */;
+    __cpuid_count(7, 1, a, b, c, d);
+    ok = ok && (a >> 5 & 1); /* AVX512_BF16 */
+    if (!ok) return;
+    /* The OS must manage SSE/AVX/opmask/ZMM state (XCR0 bits 1,2,5,6,7) and the tile state (17, 18). */
+    uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x600e6) != 0x600e6) return;
+    /* Linux hands out the 8 KB tile data state only on request (per process, all threads). */
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return;
+    unsigned long perm = 0;
+    if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &perm) != 0 || !(perm & (1ul << XFEATURE_XTILEDATA))) return;
+    g_amx_ok = 1;
+}
+
+int dsv3_amx_available(void) {
+    pthread_once(&g_amx_once, amx_probe);
+    return g_amx_ok;
+}
+
+int dsv3_amx_supports(const dsv3_weight *W) {
+    if (W->dtype == DSV3_BF16) return 1;
+    if (W->dtype == DSV3_F8_E4M3 || W->dtype == DSV3_F8_E5M2)
+        return W->scale && W->block_r > 0 && W->block_c > 0 && W->scale_cols >= (W->cols + W->block_c - 1) / W->block_c &&
+               W->scale_rows >= (W->rows + W->block_r - 1) / W->block_r;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- tiles */
+
+/* Palette 1; tmm0-3 = C (16 x 16 f32), tmm4-5 = A, tmm6-7 = B: all 16 rows x 64 bytes.
+ * Static so the whole 64-byte block is really in memory (ldtilecfg's asm only
+ * names its first bytes as an operand). */
+static const struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((aligned(64))) g_tilecfg = {
+    1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+
+static AMX_TARGET void tiles_begin(void) { _tile_loadconfig(&g_tilecfg); }
+static AMX_TARGET void tiles_end(void) { _tile_release(); }
+
+typedef struct {
+    const uint8_t *a0, *a1; /* A row tiles at the first k step; a1 = a0 when 1 row tile */
+    int64_t lda;            /* bytes between weight rows */
+    const uint8_t *b0, *b1; /* B panels at the first k step (1 KB per step); b1 = b0 when 1 panel */
+    int64_t steps;          /* k steps of 32 */
+    float *c[2][2];         /* C tiles [row tile][panel], 16 x 16 f32, 64-byte rows */
+    int load_c;             /* 1: continue from c, 0: start from zero */
+} mk_args;
+
+/* Micro-kernel: MR row tiles x NR panels, `steps` k steps, C stored back to g->c.
+ * GCC's tile load intrinsics are asm without a memory clobber, hence the
+ * barrier: buffers written just before (packing, conversion) must be in memory. */
+#define MK_DEF(MR, NR)                                                                        \
+    static AMX_TARGET void mk_##MR##x##NR(const mk_args *g) {                                 \
+        __asm__ volatile("" ::: "memory");                                                    \
+        if (g->load_c) {                                                                      \
+            _tile_loadd(0, g->c[0][0], 64);                                                   \
+            if (NR > 1) _tile_loadd(1, g->c[0][1], 64);                                       \
+            if (MR > 1) _tile_loadd(2, g->c[1][0], 64);                                       \
+            if (MR > 1 && NR > 1) _tile_loadd(3, g->c[1][1], 64);                             \
+        } else {                                                                              \
+            _tile_zero(0);                                                                    \
+            if (NR > 1) _tile_zero(1);                                                        \
+            if (MR > 1) _tile_zero(2);                                                        \
+            if (MR > 1 && NR > 1) _tile_zero(3);                                              \
+        }                                                                                     \
+        const uint8_t *a0 = g->a0, *a1 = g->a1, *b0 = g->b0, *b1 = g->b1;                     \
+        const int64_t lda = g->lda;                                                           \
+        for (int64_t s = 0; s < g->steps; s++) {                                              \
+            _tile_loadd(4, a0, lda);                                                          \
+            _tile_loadd(6, b0, 64);                                                           \
+            if (NR > 1) _tile_loadd(7, b1, 64);                                               \
+            if (MR > 1) _tile_loadd(5, a1, lda);                                              \
+            _tile_dpbf16ps(0, 4, 6);                                                          \
+            if (NR > 1) _tile_dpbf16ps(1, 4, 7);                                              \
+            if (MR > 1) _tile_dpbf16ps(2, 5, 6);                                              \
+            if (MR > 1 && NR > 1) _tile_dpbf16ps(3, 5, 7);                                    \
+            a0 += 64, a1 += 64, b0 += 1024, b1 += 1024;                                       \
+        }                                                                                     \
+        _tile_stored(0, g->c[0][0], 64);                                                      \
+        if (NR > 1) _tile_stored(1, g->c[0][1], 64);                                          \
+        if (MR > 1) _tile_stored(2, g->c[1][0], 64);                                          \
+        if (MR > 1 && NR > 1) _tile_stored(3, g->c[1][1], 64);                                \
+    }
+MK_DEF(2, 2)
+MK_DEF(2, 1)
+MK_DEF(1, 2)
+MK_DEF(1, 1)
+
+static AMX_TARGET void mk_run(int mr, int nr, const mk_args *g) {
+    if (mr == 2) nr == 2 ? mk_2x2(g) : mk_2x1(g);
+    else nr == 2 ? mk_1x2(g) : mk_1x1(g);
+}
+
+/* ---------------------------------------------------------------- layout */
+
+/* Padded k layout shared by A and B. The k range is cut into segments of seg_k
+ * (BF16: one segment = all of k; FP8: one per scale block); segment s holds
+ * original k in [s*seg_k, min(K, (s+1)*seg_k)) at padded offset s*seg_kp and is
+ * zero padded to a multiple of KSTEP. */
+typedef struct {
+    const dsv3_weight *W;
+    int fp8;
+    int64_t K, Kp, nseg, seg_k, seg_kp;
+    int64_t T;                 /* tokens in this region */
+    const float *x;            /* [T][K] */
+    uint32_t *B;               /* packed panels */
+    int64_t panel_words;       /* u32 words per panel = Kp/2 * 16 */
+    int64_t tc_max;            /* tokens per chunk (multiple of 16 => chunks start on a panel) */
+    int64_t r0, r1, ld;
+    float *out;
+    uint16_t lut[128];         /* FP8: bf16 bits of the magnitude 0..127 */
+} plan;
+
+static inline int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+static inline int64_t seg_len(const plan *P, int64_t s) {
+    int64_t rem = P->K - s * P->seg_k;
+    return rem < P->seg_k ? rem : P->seg_k;
+}
+
+/* ---------------------------------------------------------------- activations */
+
+/* bf16 round-to-nearest-even of 16 floats as 32-bit lanes holding the bf16 bits
+ * (same as dsv3_f32_to_bf16, NaN stays a quiet NaN). */
+static AMX_TARGET inline __m512i bf16_rne(__m512 v) {
+    __m512i u = _mm512_castps_si512(v);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+}
+
+/* Exact split of xs[0..n) (n multiple of 16): hi = bf16(x), mid = bf16(x-hi), lo = bf16(x-hi-mid). */
+static AMX_TARGET void split3(const float *xs, int64_t n, uint16_t *hi, uint16_t *mid, uint16_t *lo) {
+    for (int64_t i = 0; i < n; i += 16) {
+        __m512 v = _mm512_loadu_ps(xs + i);
+        __m512i h = bf16_rne(v);
+        __m512 r = _mm512_sub_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16))); /* exact */
+        __m512i m = bf16_rne(r);
+        __m512 r2 = _mm512_sub_ps(r, _mm512_castsi512_ps(_mm512_slli_epi32(m, 16))); /* exact */
+        __m512i l = bf16_rne(r2);                                                      /* exact */
+        _mm256_storeu_si256((__m256i *)(hi + i), _mm512_cvtepi32_epi16(h));
+        _mm256_storeu_si256((__m256i *)(mid + i), _mm512_cvtepi32_epi16(m));
+        _mm256_storeu_si256((__m256i *)(lo + i), _mm512_cvtepi32_epi16(l));
+    }
+}
+
+/* Packs token t of the region into its three columns j = 3t+p.
+ * xs: scratch f32 [Kp]; parts: scratch u16 [3][Kp]. */
+static AMX_TARGET void pack_token(const plan *P, int64_t t, float *xs, uint16_t *parts) {
+    const float *xt = P->x + t * P->K;
+    for (int64_t s = 0; s < P->nseg; s++) { /* gather into the padded layout */
+        int64_t len = seg_len(P, s), plen = round_up(len, KSTEP);
+        memcpy(xs + s * P->seg_kp, xt + s * P->seg_k, sizeof(float) * len);
+        memset(xs + s * P->seg_kp + len, 0, sizeof(float) * (plen - len));
+    }
+    split3(xs, P->Kp, parts, parts + P->Kp, parts + 2 * P->Kp);
+    for (int p = 0; p < 3; p++) {
+        int64_t j = 3 * t + p;
+        uint32_t *dst = P->B + (j >> 4) * P->panel_words + (j & 15);
+        const uint16_t *src = parts + p * P->Kp;
+        /* VNNI pair: row kk of the panel holds (x[2kk], x[2kk+1]) per column, low half first */
+        for (int64_t kk = 0; kk < P->Kp / 2; kk++)
+            dst[kk * 16] = (uint32_t)src[2 * kk] | (uint32_t)src[2 * kk + 1] << 16;
+    }
+}
+
+/* ---------------------------------------------------------------- weights */
+
+/* FP8 -> bf16 bits for n bytes (exact: 3 or 2 mantissa bits fit in bf16).
+ * 128-entry magnitude table in 4 zmm, looked up with two 64-entry permutes. */
+static AMX_TARGET void fp8_to_bf16(uint16_t *dst, const uint8_t *src, int64_t n, const uint16_t *lut) {
+    const __m512i t0 = _mm512_loadu_si512(lut), t1 = _mm512_loadu_si512(lut + 32), t2 = _mm512_loadu_si512(lut + 64),
+                  t3 = _mm512_loadu_si512(lut + 96);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(src + i)));
+        __m512i lo = _mm512_permutex2var_epi16(t0, v, t1); /* index bits 0-5 */
+        __m512i hi = _mm512_permutex2var_epi16(t2, v, t3);
+        __mmask32 upper = _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x40));
+        __m512i r = _mm512_mask_blend_epi16(upper, lo, hi);
+        __m512i sign = _mm512_slli_epi16(_mm512_and_si512(v, _mm512_set1_epi16(0x80)), 8);
+        _mm512_storeu_si512(dst + i, _mm512_or_si512(r, sign));
+    }
+    for (; i < n; i++) dst[i] = (uint16_t)(lut[src[i] & 0x7f] | (src[i] & 0x80) << 8);
+}
+
+/* Writes rows [o0, o0+nrows) of W into buf [STRIP][Kp] in the padded layout
+ * (FP8 converted to bf16, BF16 copied), rows nrows..STRIP-1 zero. */
+static AMX_TARGET void fill_strip(const plan *P, int64_t o0, int64_t nrows, uint16_t *buf) {
+    const dsv3_weight *W = P->W;
+    for (int64_t r = 0; r < STRIP; r++) {
+        uint16_t *dst = buf + r * P->Kp;
+        if (r >= nrows) {
+            memset(dst, 0, 2 * P->Kp);
+            continue;
+        }
+        for (int64_t s = 0; s < P->nseg; s++) {
+            int64_t len = seg_len(P, s), plen = round_up(len, KSTEP), k0 = s * P->seg_k;
+            uint16_t *d = dst + s * P->seg_kp;
+            if (P->fp8) fp8_to_bf16(d, (const uint8_t *)W->data + (o0 + r) * P->K + k0, len, P->lut);
+            else memcpy(d, (const uint8_t *)W->data + 2 * ((o0 + r) * P->K + k0), 2 * len);
+            memset(d + len, 0, 2 * (plen - len));
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- compute */
+
+typedef struct {
+    float *cbuf;   /* [2 row tiles][ncp panels][256] f32: BF16 results / FP8 accumulators */
+    float *tmp;    /* FP8: [4][256] f32 partial sums of one block */
+    uint16_t *tail; /* BF16: [STRIP][KSTEP] zero-padded last k step of a direct strip */
+} work;
+
+static inline float *ctile(float *cbuf, int64_t ncp, int rt, int64_t pan) { return cbuf + (rt * ncp + pan) * 256; }
+
+/* Rows [o0, o0+nrows) x tokens [t0, t0+tc) of the region. A: `a` with row
+ * stride lda bytes (a direct BF16 strip or a filled buffer); `direct`: the
+ * last partial k step comes from wk->tail. */
+static AMX_TARGET void strip_chunk(const plan *P, work *wk, const uint8_t *a, int64_t lda, int direct, int64_t o0,
+                                   int64_t nrows, int64_t t0, int64_t tc) {
+    const int mr = nrows > 16 ? 2 : 1;
+    const int64_t ncp = 3 * P->tc_max / 16, npan = (3 * tc + 15) / 16, pan0 = 3 * t0 / 16;
+    const int64_t full = direct ? P->K / KSTEP : P->Kp / KSTEP;
+    for (int64_t pp = 0; pp < npan; pp += 2) {
+        const int nr = npan - pp >= 2 ? 2 : 1;
+        mk_args g;
+        const uint8_t *b = (const uint8_t *)(P->B + (pan0 + pp) * P->panel_words);
+        g.lda = lda;
+        g.b0 = b;
+        g.b1 = nr > 1 ? b + 4 * P->panel_words : b;
+        if (!P->fp8) {
+            for (int rt = 0; rt < 2; rt++)
+                for (int pn = 0; pn < 2; pn++) g.c[rt][pn] = ctile(wk->cbuf, ncp, rt < mr ? rt : 0, pp + (pn < nr ? pn : 0));
+            g.a0 = a;
+            g.a1 = mr > 1 ? a + 16 * lda : a;
+            g.steps = full;
+            g.load_c = 0;
+            mk_run(mr, nr, &g);
+            if (direct && full * KSTEP < P->K) { /* last partial k step from the zero-padded copy */
+                g.a0 = (const uint8_t *)wk->tail;
+                g.a1 = mr > 1 ? g.a0 + 16 * 64 : g.a0;
+                g.lda = 64;
+                g.b0 += full * 1024;
+                g.b1 += full * 1024;
+                g.steps = 1;
+                g.load_c = 1;
+                mk_run(mr, nr, &g);
+            }
+            continue;
+        }
+        /* FP8: per scale block, partial sum from zero, then acc = fma(scale, partial, acc) in ascending blocks */
+        const dsv3_weight *W = P->W;
+        for (int rt = 0; rt < mr; rt++)
+            for (int pn = 0; pn < nr; pn++) memset(ctile(wk->cbuf, ncp, rt, pp + pn), 0, 1024);
+        for (int rt = 0; rt < 2; rt++)
+            for (int pn = 0; pn < 2; pn++) g.c[rt][pn] = wk->tmp + (rt * 2 + pn) * 256;
+        for (int64_t s = 0; s < P->nseg; s++) {
+            g.a0 = a + 2 * s * P->seg_kp;
+            g.a1 = mr > 1 ? g.a0 + 16 * lda : g.a0;
+            g.b0 = b + 2 * s * P->seg_kp * 16; /* Kp/2 rows of 64 bytes per panel: 32 bytes per k */
+            g.b1 = nr > 1 ? g.b0 + 4 * P->panel_words : g.b0;
+            g.steps = round_up(seg_len(P, s), KSTEP) / KSTEP;
+            g.load_c = 0;
+            mk_run(mr, nr, &g);
+            for (int rt = 0; rt < mr; rt++)
+                for (int rr = 0; rr < 16; rr++) {
+                    int64_t o = o0 + rt * 16 + rr;
+                    if (o >= o0 + nrows) break;
+                    __m512 sc = _mm512_set1_ps(W->scale[(o / W->block_r) * W->scale_cols + s]);
+                    for (int pn = 0; pn < nr; pn++) {
+                        float *acc = ctile(wk->cbuf, ncp, rt, pp + pn) + rr * 16;
+                        const float *part = wk->tmp + (rt * 2 + pn) * 256 + rr * 16;
+                        _mm512_store_ps(acc, _mm512_fmadd_ps(sc, _mm512_load_ps(part), _mm512_load_ps(acc)));
+                    }
+                }
+        }
+    }
+    /* out = hi + (mid + lo) for every (token, row) of the strip */
+    for (int64_t tl = 0; tl < tc; tl++) {
+        float *dst = P->out + (t0 + tl) * P->ld + (o0 - P->r0);
+        const float *part[2][3];
+        for (int rt = 0; rt < 2; rt++)
+            for (int p = 0; p < 3; p++) {
+                int64_t j = 3 * tl + p;
+                part[rt][p] = ctile(wk->cbuf, ncp, rt, j >> 4) + (j & 15);
+            }
+        for (int64_t r = 0; r < nrows; r++) {
+            int rt = (int)(r >> 4), rr = (int)(r & 15);
+            dst[r] = part[rt][0][rr * 16] + (part[rt][1][rr * 16] + part[rt][2][rr * 16]);
+        }
+    }
+}
+
+static void *alloc64(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
+
+/* One parallel region: pack tokens [0, P->T) of P->x, then every thread
+ * computes its strips. Returns 0 or -1 (allocation failure). */
+static AMX_TARGET int run_region(plan *P) {
+    const int64_t rows = P->r1 - P->r0, nstrips = (rows + STRIP - 1) / STRIP;
+    const int64_t work_ma = rows * P->K * P->T;
+    int fail = 0;
+#pragma omp parallel if (work_ma > AMX_OMP_MIN_WORK)
+    {
+        float *xs = alloc64(sizeof(float) * P->Kp);
+        uint16_t *parts = alloc64(2 * 3 * P->Kp);
+        if (!xs || !parts) {
+#pragma omp atomic write
+            fail = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < P->T; t++)
+            if (xs && parts) pack_token(P, t, xs, parts);
+        /* implicit barrier: B is complete */
+        free(xs);
+        free(parts);
+
+        const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
+        const int64_t s_begin = nstrips * tid / nth, s_end = nstrips * (tid + 1) / nth;
+        const int64_t ncp = 3 * P->tc_max / 16;
+        /* strips per group: FP8 converts a group once and reuses it for every token chunk */
+        int64_t group = P->fp8 ? A_GROUP_BYTES / (STRIP * 2 * P->Kp) : 8;
+        if (group < 1) group = 1;
+        if (group > 8) group = 8;
+        work wk = {alloc64(sizeof(float) * 2 * ncp * 256), alloc64(sizeof(float) * 4 * 256),
+                   alloc64(2 * STRIP * KSTEP)};
+        uint16_t *abuf = s_end > s_begin ? alloc64(2 * STRIP * P->Kp * (P->fp8 ? group : 1)) : NULL;
+        if (!wk.cbuf || !wk.tmp || !wk.tail || (s_end > s_begin && !abuf)) {
+#pragma omp atomic write
+            fail = 1;
+        } else if (s_end > s_begin) {
+            tiles_begin();
+            for (int64_t g0 = s_begin; g0 < s_end; g0 += group) {
+                const int64_t g1 = g0 + group < s_end ? g0 + group : s_end;
+                if (P->fp8)
+                    for (int64_t s = g0; s < g1; s++) {
+                        int64_t o0 = P->r0 + s * STRIP, nr = P->r1 - o0 < STRIP ? P->r1 - o0 : STRIP;
+                        fill_strip(P, o0, nr, abuf + (s - g0) * STRIP * P->Kp);
+                    }
+                for (int64_t t0 = 0; t0 < P->T; t0 += P->tc_max) {
+                    const int64_t tc = P->T - t0 < P->tc_max ? P->T - t0 : P->tc_max;
+                    for (int64_t s = g0; s < g1; s++) {
+                        const int64_t o0 = P->r0 + s * STRIP, nr = P->r1 - o0 < STRIP ? P->r1 - o0 : STRIP;
+                        if (P->fp8) {
+                            strip_chunk(P, &wk, (const uint8_t *)(abuf + (s - g0) * STRIP * P->Kp), 2 * P->Kp, 0, o0,
+                                        nr, t0, tc);
+                        } else if (nr < STRIP) { /* short strip: zero-padded copy (no reads past W) */
+                            fill_strip(P, o0, nr, abuf);
+                            strip_chunk(P, &wk, (const uint8_t *)abuf, 2 * P->Kp, 0, o0, nr, t0, tc);
+                        } else {                 /* full BF16 strip: tiles straight from the checkpoint */
+                            const int64_t kf = P->K / KSTEP * KSTEP;
+                            if (kf < P->K)
+                                for (int64_t r = 0; r < STRIP; r++) {
+                                    memcpy(wk.tail + r * KSTEP, (const uint8_t *)P->W->data + 2 * ((o0 + r) * P->K + kf),
+                                           2 * (P->K - kf));
+                                    memset(wk.tail + r * KSTEP + (P->K - kf), 0, 2 * (KSTEP - (P->K - kf)));
+                                }
+                            strip_chunk(P, &wk, (const uint8_t *)P->W->data + 2 * o0 * P->K, 2 * P->K, 1, o0, nr, t0,
+                                        tc);
+                        }
+                    }
+                }
+            }
+            tiles_end();
+        }
+        free(wk.cbuf);
+        free(wk.tmp);
+        free(wk.tail);
+        free(abuf);
+    }
+    return fail ? -1 : 0;
+}
+
+int dsv3_matmul_rows_amx_try(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t r0,
+                             int64_t r1) {
+    if (!dsv3_amx_available() || !dsv3_amx_supports(W) || r0 < 0 || r1 > W->rows) return -1;
+    if (T <= 0 || r1 <= r0) return 0;
+    const int64_t K = W->cols;
+    if (K == 0) {
+        for (int64_t t = 0; t < T; t++) memset(out + t * ld, 0, sizeof(float) * (r1 - r0));
+        return 0;
+    }
+    plan *P = alloc64(sizeof(plan));
+    if (!P) return -1;
+    memset(P, 0, sizeof *P);
+    P->W = W;
+    P->fp8 = W->dtype != DSV3_BF16;
+    P->K = K;
+    if (P->fp8) {
+        P->seg_k = W->block_c < K ? W->block_c : K;
+        P->seg_kp = round_up(P->seg_k, KSTEP);
+        P->nseg = (K + P->seg_k - 1) / P->seg_k;
+        P->Kp = (P->nseg - 1) * P->seg_kp + round_up(K - (P->nseg - 1) * P->seg_k, KSTEP);
+        const float *tab = W->dtype == DSV3_F8_E4M3 ? dsv3_fp8_e4m3_table : dsv3_fp8_e5m2_table;
+        for (int i = 0; i < 128; i++) P->lut[i] = dsv3_f32_to_bf16(tab[i]); /* exact */
+    } else {
+        P->seg_k = K;
+        P->Kp = P->seg_kp = round_up(K, KSTEP);
+        P->nseg = 1;
+    }
+    P->panel_words = P->Kp / 2 * 16;
+    /* tokens per chunk: packed chunk within B_CHUNK_BYTES, a multiple of 16 tokens (= 3 whole panels) */
+    int64_t tc = B_CHUNK_BYTES / (3 * 2 * P->Kp) / 16 * 16;
+    P->tc_max = tc < 16 ? 16 : tc > 256 ? 256 : tc;
+    /* tokens per region: packed activations within B_CALL_BYTES, a multiple of the chunk */
+    int64_t tr = B_CALL_BYTES / (3 * 2 * P->Kp) / P->tc_max * P->tc_max;
+    if (tr < P->tc_max) tr = P->tc_max;
+    P->r0 = r0;
+    P->r1 = r1;
+    P->ld = ld;
+    int rc = 0;
+    size_t bbytes = (size_t)((3 * (T < tr ? T : tr) + 15) / 16) * P->panel_words * 4;
+    P->B = alloc64(bbytes);
+    if (!P->B) rc = -1;
+    for (int64_t t0 = 0; t0 < T && rc == 0; t0 += tr) {
+        P->T = T - t0 < tr ? T - t0 : tr;
+        P->x = x + t0 * K;
+        P->out = out + t0 * ld;
+        /* padding columns (j >= 3T) of the last panel must be zero */
+        int64_t npan = (3 * P->T + 15) / 16;
+        memset(P->B + (npan - 1) * P->panel_words, 0, 4 * P->panel_words);
+        rc = run_region(P);
+    }
+    free(P->B);
+    free(P);
+    return rc;
+}
+
+void dsv3_matmul_rows_amx(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t r0,
+                          int64_t r1) {
+    if (dsv3_matmul_rows_amx_try(out, ld, x, T, W, r0, r1) == 0) return;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t o = r0; o < r1; o++) out[t * ld + (o - r0)] = NAN;
+}

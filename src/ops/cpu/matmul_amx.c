@@ -49,10 +49,14 @@
 
 #define KSTEP 32            /* bf16 elements of k per tile step (64-byte tile rows) */
 #define STRIP 32            /* output rows per strip = 2 row tiles of 16 */
+#ifndef KBLOCK
+#define KBLOCK 8            /* BF16: k steps per pass over the panel pairs (A block of a strip: 16 KB, in L1) */
+#endif
 #define AMX_OMP_MIN_WORK (1 << 19) /* multiply-adds below which one thread runs (results identical) */
 #define B_CHUNK_BYTES (1 << 20)    /* packed activations per token chunk (kept in L2 across strips) */
 #define B_CALL_BYTES (64 << 20)    /* packed activations per parallel region (bounds memory for long T) */
 #define A_GROUP_BYTES (768 << 10)  /* converted FP8 weights per strip group */
+#define FP8_PREFETCH 4096          /* software prefetch distance of the FP8 conversion (bytes) */
 
 /* ---------------------------------------------------------------- probe */
 
@@ -252,6 +256,7 @@ static AMX_TARGET void fp8_to_bf16(uint16_t *dst, const uint8_t *src, int64_t n,
                   t3 = _mm512_loadu_si512(lut + 96);
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)src + i + FP8_PREFETCH, _MM_HINT_T0); /* never faults, even past the end */
         __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(src + i)));
         __m512i lo = _mm512_permutex2var_epi16(t0, v, t1); /* index bits 0-5 */
         __m512i hi = _mm512_permutex2var_epi16(t2, v, t3);
@@ -271,6 +276,11 @@ static AMX_TARGET void fill_strip(const plan *P, int64_t o0, int64_t nrows, uint
         uint16_t *dst = buf + r * P->Kp;
         if (r >= nrows) {
             memset(dst, 0, 2 * P->Kp);
+            continue;
+        }
+        if (P->fp8 && P->seg_k == P->seg_kp) { /* blocks are multiples of 32: padded layout = original + tail */
+            fp8_to_bf16(dst, (const uint8_t *)W->data + (o0 + r) * P->K, P->K, P->lut);
+            memset(dst + P->K, 0, 2 * (P->Kp - P->K));
             continue;
         }
         for (int64_t s = 0; s < P->nseg; s++) {
@@ -295,64 +305,81 @@ static inline float *ctile(float *cbuf, int64_t ncp, int rt, int64_t pan) { retu
 
 /* Rows [o0, o0+nrows) x tokens [t0, t0+tc) of the region. A: `a` with row
  * stride lda bytes (a direct BF16 strip or a filled buffer); `direct`: the
- * last partial k step comes from wk->tail. */
+ * last partial k step comes from wk->tail. BF16 loops panel pairs over all of
+ * k; FP8 loops scale blocks, then panel pairs (the per-element sequence is the
+ * same either way). */
 static AMX_TARGET void strip_chunk(const plan *P, work *wk, const uint8_t *a, int64_t lda, int direct, int64_t o0,
                                    int64_t nrows, int64_t t0, int64_t tc) {
     const int mr = nrows > 16 ? 2 : 1;
     const int64_t ncp = 3 * P->tc_max / 16, npan = (3 * tc + 15) / 16, pan0 = 3 * t0 / 16;
     const int64_t full = direct ? P->K / KSTEP : P->Kp / KSTEP;
-    for (int64_t pp = 0; pp < npan; pp += 2) {
-        const int nr = npan - pp >= 2 ? 2 : 1;
-        mk_args g;
-        const uint8_t *b = (const uint8_t *)(P->B + (pan0 + pp) * P->panel_words);
-        g.lda = lda;
-        g.b0 = b;
-        g.b1 = nr > 1 ? b + 4 * P->panel_words : b;
-        if (!P->fp8) {
+    /* BF16: k blocks of KBLOCK steps outside the panel pairs so the strip's
+     * block of A stays in L1 while the pairs stream their B from L2; C goes
+     * through memory between blocks (exact). Then the partial last step. */
+    for (int64_t k0 = 0; k0 < full && !P->fp8; k0 += KBLOCK) {
+        for (int64_t pp = 0; pp < npan; pp += 2) {
+            const int nr = npan - pp >= 2 ? 2 : 1;
+            mk_args g;
             for (int rt = 0; rt < 2; rt++)
                 for (int pn = 0; pn < 2; pn++) g.c[rt][pn] = ctile(wk->cbuf, ncp, rt < mr ? rt : 0, pp + (pn < nr ? pn : 0));
-            g.a0 = a;
-            g.a1 = mr > 1 ? a + 16 * lda : a;
-            g.steps = full;
-            g.load_c = 0;
-            mk_run(mr, nr, &g);
-            if (direct && full * KSTEP < P->K) { /* last partial k step from the zero-padded copy */
-                g.a0 = (const uint8_t *)wk->tail;
-                g.a1 = mr > 1 ? g.a0 + 16 * 64 : g.a0;
-                g.lda = 64;
-                g.b0 += full * 1024;
-                g.b1 += full * 1024;
-                g.steps = 1;
-                g.load_c = 1;
-                mk_run(mr, nr, &g);
-            }
-            continue;
-        }
-        /* FP8: per scale block, partial sum from zero, then acc = fma(scale, partial, acc) in ascending blocks */
-        const dsv3_weight *W = P->W;
-        for (int rt = 0; rt < mr; rt++)
-            for (int pn = 0; pn < nr; pn++) memset(ctile(wk->cbuf, ncp, rt, pp + pn), 0, 1024);
-        for (int rt = 0; rt < 2; rt++)
-            for (int pn = 0; pn < 2; pn++) g.c[rt][pn] = wk->tmp + (rt * 2 + pn) * 256;
-        for (int64_t s = 0; s < P->nseg; s++) {
-            g.a0 = a + 2 * s * P->seg_kp;
+            g.a0 = a + 64 * k0;
             g.a1 = mr > 1 ? g.a0 + 16 * lda : g.a0;
-            g.b0 = b + 2 * s * P->seg_kp * 16; /* Kp/2 rows of 64 bytes per panel: 32 bytes per k */
+            g.lda = lda;
+            g.b0 = (const uint8_t *)(P->B + (pan0 + pp) * P->panel_words) + 1024 * k0;
             g.b1 = nr > 1 ? g.b0 + 4 * P->panel_words : g.b0;
-            g.steps = round_up(seg_len(P, s), KSTEP) / KSTEP;
-            g.load_c = 0;
+            g.steps = full - k0 < KBLOCK ? full - k0 : KBLOCK;
+            g.load_c = k0 > 0;
             mk_run(mr, nr, &g);
-            for (int rt = 0; rt < mr; rt++)
-                for (int rr = 0; rr < 16; rr++) {
-                    int64_t o = o0 + rt * 16 + rr;
-                    if (o >= o0 + nrows) break;
-                    __m512 sc = _mm512_set1_ps(W->scale[(o / W->block_r) * W->scale_cols + s]);
+        }
+    }
+    if (!P->fp8 && direct && full * KSTEP < P->K) /* last partial k step from the zero-padded copy */
+        for (int64_t pp = 0; pp < npan; pp += 2) {
+            const int nr = npan - pp >= 2 ? 2 : 1;
+            mk_args g;
+            for (int rt = 0; rt < 2; rt++)
+                for (int pn = 0; pn < 2; pn++) g.c[rt][pn] = ctile(wk->cbuf, ncp, rt < mr ? rt : 0, pp + (pn < nr ? pn : 0));
+            g.a0 = (const uint8_t *)wk->tail;
+            g.a1 = mr > 1 ? g.a0 + 16 * 64 : g.a0;
+            g.lda = 64;
+            g.b0 = (const uint8_t *)(P->B + (pan0 + pp) * P->panel_words) + 1024 * full;
+            g.b1 = nr > 1 ? g.b0 + 4 * P->panel_words : g.b0;
+            g.steps = 1;
+            g.load_c = full > 0;
+            mk_run(mr, nr, &g);
+        }
+    if (P->fp8) { /* FP8: per scale block, partial sum from zero, then acc = fma(scale, partial, acc), ascending blocks */
+        const dsv3_weight *W = P->W;
+        const float *srow[STRIP]; /* scale row of each weight row (one division per row, not per block) */
+        for (int64_t r = 0; r < nrows; r++) srow[r] = W->scale + ((o0 + r) / W->block_r) * W->scale_cols;
+        for (int rt = 0; rt < mr; rt++) memset(ctile(wk->cbuf, ncp, rt, 0), 0, 1024 * npan);
+        for (int64_t s = 0; s < P->nseg; s++) {
+            const uint8_t *as = a + 2 * s * P->seg_kp;
+            const int64_t las = lda;
+            float scl[STRIP];
+            for (int64_t r = 0; r < nrows; r++) scl[r] = srow[r][s];
+            for (int64_t pp = 0; pp < npan; pp += 2) {
+                const int nr = npan - pp >= 2 ? 2 : 1;
+                mk_args g;
+                for (int rt = 0; rt < 2; rt++)
+                    for (int pn = 0; pn < 2; pn++) g.c[rt][pn] = wk->tmp + (rt * 2 + pn) * 256;
+                g.a0 = as;
+                g.a1 = mr > 1 ? as + 16 * las : as;
+                g.lda = las;
+                g.b0 = (const uint8_t *)(P->B + (pan0 + pp) * P->panel_words) + 32 * s * P->seg_kp; /* 64 B per k pair */
+                g.b1 = nr > 1 ? g.b0 + 4 * P->panel_words : g.b0;
+                g.steps = round_up(seg_len(P, s), KSTEP) / KSTEP;
+                g.load_c = 0;
+                mk_run(mr, nr, &g);
+                for (int64_t r = 0; r < nrows; r++) {
+                    const int rt = (int)(r >> 4), rr = (int)(r & 15);
+                    const __m512 sc = _mm512_set1_ps(scl[r]);
                     for (int pn = 0; pn < nr; pn++) {
                         float *acc = ctile(wk->cbuf, ncp, rt, pp + pn) + rr * 16;
                         const float *part = wk->tmp + (rt * 2 + pn) * 256 + rr * 16;
                         _mm512_store_ps(acc, _mm512_fmadd_ps(sc, _mm512_load_ps(part), _mm512_load_ps(acc)));
                     }
                 }
+            }
         }
     }
     /* out = hi + (mid + lo) for every (token, row) of the strip */
@@ -401,6 +428,7 @@ static AMX_TARGET int run_region(plan *P) {
         int64_t group = P->fp8 ? A_GROUP_BYTES / (STRIP * 2 * P->Kp) : 8;
         if (group < 1) group = 1;
         if (group > 8) group = 8;
+        if (P->T <= P->tc_max) group = 1; /* one token chunk: no reuse, convert a strip and use it while in cache */
         work wk = {alloc64(sizeof(float) * 2 * ncp * 256), alloc64(sizeof(float) * 4 * 256),
                    alloc64(2 * STRIP * KSTEP)};
         uint16_t *abuf = s_end > s_begin ? alloc64(2 * STRIP * P->Kp * (P->fp8 ? group : 1)) : NULL;
@@ -421,8 +449,8 @@ static AMX_TARGET int run_region(plan *P) {
                     for (int64_t s = g0; s < g1; s++) {
                         const int64_t o0 = P->r0 + s * STRIP, nr = P->r1 - o0 < STRIP ? P->r1 - o0 : STRIP;
                         if (P->fp8) {
-                            strip_chunk(P, &wk, (const uint8_t *)(abuf + (s - g0) * STRIP * P->Kp), 2 * P->Kp, 0, o0,
-                                        nr, t0, tc);
+                            strip_chunk(P, &wk, (const uint8_t *)(abuf + (s - g0) * STRIP * P->Kp),
+                                        2 * P->Kp, 0, o0, nr, t0, tc);
                         } else if (nr < STRIP) { /* short strip: zero-padded copy (no reads past W) */
                             fill_strip(P, o0, nr, abuf);
                             strip_chunk(P, &wk, (const uint8_t *)abuf, 2 * P->Kp, 0, o0, nr, t0, tc);

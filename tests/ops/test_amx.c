@@ -204,6 +204,13 @@ TEST(amx_matmul_threads_and_row_ranges) {
         CHECK(dsv3_matmul_rows_amx_try(y2, R, x, T, &tw.W, 0, R) == 0);
         omp_set_num_threads(nt);
         CHECK_MSG(memcmp(y, y2, sizeof(float) * T * R) == 0, "1 vs 2 threads differ");
+        for (int n = 1; n <= 2; n++) { /* decode-sized call on 1 and 2 threads */
+            omp_set_num_threads(n);
+            CHECK(dsv3_matmul_rows_amx_try(y2, R, x + 7 * K, 1, &tw.W, 0, R) == 0);
+            omp_set_num_threads(nt);
+            CHECK_MSG(memcmp(y2, y + 7 * R, sizeof(float) * R) == 0, "T=1 on %d thread(s) differs from T=%lld", n,
+                      (long long)T);
+        }
         static const int64_t ranges[][2] = {{0, 1}, {5, 37}, {16, 48}, {999, 1000}, {100, 900}, {3, 1000}};
         const int64_t ld = R + 3;
         float *z = malloc(sizeof(float) * T * ld);
@@ -237,4 +244,34 @@ TEST(amx_matmul_entry_points) {
     CHECK(!dsv3_amx_supports(&F));
     CHECK(dsv3_matmul_rows_amx_try(y, 40, x, 3, &F, 0, 40) == -1);
     free_weight(&tw);
+}
+
+/* Long prompts over a wide k: several token chunks and several packing regions
+ * (the packed activations are bounded per region); still bitwise per token. */
+TEST(amx_matmul_long_prompt_regions) {
+    SKIP_WITHOUT_AMX();
+    for (int f = 0; f < 2 && !test_failed_now(); f++) {
+        const int64_t R = 24, K = 18432 + 5, T = 700;
+        test_weight tw = make_weight(f ? DSV3_F8_E4M3 : DSV3_BF16, R, K, 128, 128, 1, 700 + f);
+        float *x = malloc(sizeof(float) * T * K), *y = malloc(sizeof(float) * T * R), *y1 = malloc(sizeof(float) * R);
+        fill_x(x, T * K, X_UNIFORM, 11);
+        CHECK(dsv3_matmul_rows_amx_try(y, R, x, T, &tw.W, 0, R) == 0);
+        static const int64_t toks[] = {0, 1, 15, 16, 300, 591, 592, 593, 699};
+        for (size_t i = 0; i < sizeof toks / sizeof *toks && !test_failed_now(); i++) {
+            int64_t t = toks[i];
+            CHECK(dsv3_matmul_rows_amx_try(y1, R, x + t * K, 1, &tw.W, 0, R) == 0);
+            CHECK_MSG(memcmp(y1, y + t * R, sizeof(float) * R) == 0, "token %lld alone differs from T=%lld", (long long)t,
+                      (long long)T);
+            double worst = 0;
+            dsv3_weight one = tw.W; /* reference for this token only */
+            float *yt = malloc(sizeof(float) * R);
+            memcpy(yt, y1, sizeof(float) * R);
+            check_vs_ref(&one, x + t * K, 1, yt, 1e-6, &worst);
+            free(yt);
+        }
+        free(x);
+        free(y);
+        free(y1);
+        free_weight(&tw);
+    }
 }

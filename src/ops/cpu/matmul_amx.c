@@ -227,23 +227,61 @@ static AMX_TARGET void split3(const float *xs, int64_t n, uint16_t *hi, uint16_t
     }
 }
 
-/* Packs token t of the region into its three columns j = 3t+p.
- * xs: scratch f32 [Kp]; parts: scratch u16 [3][Kp]. */
-static AMX_TARGET void pack_token(const plan *P, int64_t t, float *xs, uint16_t *parts) {
-    const float *xt = P->x + t * P->K;
-    for (int64_t s = 0; s < P->nseg; s++) { /* gather into the padded layout */
-        int64_t len = seg_len(P, s), plen = round_up(len, KSTEP);
-        memcpy(xs + s * P->seg_kp, xt + s * P->seg_k, sizeof(float) * len);
-        memset(xs + s * P->seg_kp + len, 0, sizeof(float) * (plen - len));
+/* In-place transpose of a 16 x 16 matrix of 32-bit values held in 16 zmm rows. */
+static AMX_TARGET inline void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) { /* within 128-bit lanes: pairs of rows interleaved */
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
     }
-    split3(xs, P->Kp, parts, parts + P->Kp, parts + 2 * P->Kp);
-    for (int p = 0; p < 3; p++) {
-        int64_t j = 3 * t + p;
-        uint32_t *dst = P->B + (j >> 4) * P->panel_words + (j & 15);
-        const uint16_t *src = parts + p * P->Kp;
-        /* VNNI pair: row kk of the panel holds (x[2kk], x[2kk+1]) per column, low half first */
-        for (int64_t kk = 0; kk < P->Kp / 2; kk++)
-            dst[kk * 16] = (uint32_t)src[2 * kk] | (uint32_t)src[2 * kk + 1] << 16;
+    for (int i = 0; i < 4; i++) { /* r[4i+k] lane L = rows 4i..4i+3 of column 4L+k */
+        r[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i + 0], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i + 0], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int k = 0; k < 4; k++) { /* then whole 128-bit lanes across the row groups */
+        t[k] = _mm512_shuffle_i32x4(r[k], r[4 + k], 0x88);
+        t[k + 4] = _mm512_shuffle_i32x4(r[k], r[4 + k], 0xdd);
+        t[k + 8] = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0x88);
+        t[k + 12] = _mm512_shuffle_i32x4(r[8 + k], r[12 + k], 0xdd);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm512_shuffle_i32x4(t[k], t[8 + k], 0x88);
+        r[k + 8] = _mm512_shuffle_i32x4(t[k], t[8 + k], 0xdd);
+        r[k + 4] = _mm512_shuffle_i32x4(t[4 + k], t[12 + k], 0x88);
+        r[k + 12] = _mm512_shuffle_i32x4(t[4 + k], t[12 + k], 0xdd);
+    }
+}
+
+/* Packs tokens [16 tb, 16 tb + 16) of the region = columns [48 tb, 48 tb + 48)
+ * = panels 3 tb .. 3 tb + 2. xs: scratch f32 [Kp]; S: scratch u16 [48][Kp]
+ * (column-major parts). Each panel is a 16 x (Kp/2) transpose of 32-bit pair
+ * words: panel row kk = word kk (x[2kk] low, x[2kk+1] high) of its 16 columns. */
+static AMX_TARGET void pack_block(const plan *P, int64_t tb, float *xs, uint16_t *S) {
+    const int64_t t0 = 16 * tb, n = P->T - t0 < 16 ? P->T - t0 : 16;
+    for (int64_t tl = 0; tl < n; tl++) {
+        const float *xt = P->x + (t0 + tl) * P->K;
+        for (int64_t s = 0; s < P->nseg; s++) { /* gather into the padded layout */
+            int64_t len = seg_len(P, s), plen = round_up(len, KSTEP);
+            memcpy(xs + s * P->seg_kp, xt + s * P->seg_k, sizeof(float) * len);
+            memset(xs + s * P->seg_kp + len, 0, sizeof(float) * (plen - len));
+        }
+        uint16_t *col = S + 3 * tl * P->Kp;
+        split3(xs, P->Kp, col, col + P->Kp, col + 2 * P->Kp);
+    }
+    const int64_t npan_all = (3 * P->T + 15) / 16, ncols = 3 * n;
+    for (int64_t q = 0; q < 3 && 3 * tb + q < npan_all; q++) {
+        uint32_t *panel = P->B + (3 * tb + q) * P->panel_words;
+        for (int64_t kk0 = 0; kk0 < P->Kp / 2; kk0 += 16) {
+            __m512i r[16];
+            for (int c = 0; c < 16; c++) {
+                int64_t j = 16 * q + c;
+                r[c] = j < ncols ? _mm512_load_si512(S + j * P->Kp + 2 * kk0) : _mm512_setzero_si512();
+            }
+            transpose16(r);
+            for (int kk = 0; kk < 16; kk++) _mm512_store_si512(panel + (kk0 + kk) * 16, r[kk]);
+        }
     }
 }
 
@@ -382,18 +420,27 @@ static AMX_TARGET void strip_chunk(const plan *P, work *wk, const uint8_t *a, in
             }
         }
     }
-    /* out = hi + (mid + lo) for every (token, row) of the strip */
+    /* Transpose the C tiles in place (tile = [column][row]), then
+     * out = hi + (mid + lo) for 16 rows at a time. */
+    for (int rt = 0; rt < mr; rt++)
+        for (int64_t pan = 0; pan < npan; pan++) {
+            float *c = ctile(wk->cbuf, ncp, rt, pan);
+            __m512i r[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_load_si512(c + 16 * i);
+            transpose16(r);
+            for (int i = 0; i < 16; i++) _mm512_store_si512(c + 16 * i, r[i]);
+        }
     for (int64_t tl = 0; tl < tc; tl++) {
         float *dst = P->out + (t0 + tl) * P->ld + (o0 - P->r0);
-        const float *part[2][3];
-        for (int rt = 0; rt < 2; rt++)
+        for (int rt = 0; rt < mr; rt++) {
+            const float *part[3];
             for (int p = 0; p < 3; p++) {
                 int64_t j = 3 * tl + p;
-                part[rt][p] = ctile(wk->cbuf, ncp, rt, j >> 4) + (j & 15);
+                part[p] = ctile(wk->cbuf, ncp, rt, j >> 4) + 16 * (j & 15);
             }
-        for (int64_t r = 0; r < nrows; r++) {
-            int rt = (int)(r >> 4), rr = (int)(r & 15);
-            dst[r] = part[rt][0][rr * 16] + (part[rt][1][rr * 16] + part[rt][2][rr * 16]);
+            __m512 v = _mm512_add_ps(_mm512_load_ps(part[0]), _mm512_add_ps(_mm512_load_ps(part[1]), _mm512_load_ps(part[2])));
+            int64_t left = nrows - 16 * rt;
+            _mm512_mask_storeu_ps(dst + 16 * rt, left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1), v);
         }
     }
 }
@@ -409,17 +456,17 @@ static AMX_TARGET int run_region(plan *P) {
 #pragma omp parallel if (work_ma > AMX_OMP_MIN_WORK)
     {
         float *xs = alloc64(sizeof(float) * P->Kp);
-        uint16_t *parts = alloc64(2 * 3 * P->Kp);
-        if (!xs || !parts) {
+        uint16_t *S = alloc64(2 * 48 * P->Kp);
+        if (!xs || !S) {
 #pragma omp atomic write
             fail = 1;
         }
 #pragma omp for schedule(static)
-        for (int64_t t = 0; t < P->T; t++)
-            if (xs && parts) pack_token(P, t, xs, parts);
+        for (int64_t tb = 0; tb < (P->T + 15) / 16; tb++)
+            if (xs && S) pack_block(P, tb, xs, S);
         /* implicit barrier: B is complete */
         free(xs);
-        free(parts);
+        free(S);
 
         const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
         const int64_t s_begin = nstrips * tid / nth, s_end = nstrips * (tid + 1) / nth;
@@ -523,9 +570,6 @@ int dsv3_matmul_rows_amx_try(float *out, int64_t ld, const float *x, int64_t T, 
         P->T = T - t0 < tr ? T - t0 : tr;
         P->x = x + t0 * K;
         P->out = out + t0 * ld;
-        /* padding columns (j >= 3T) of the last panel must be zero */
-        int64_t npan = (3 * P->T + 15) / 16;
-        memset(P->B + (npan - 1) * P->panel_words, 0, 4 * P->panel_words);
         rc = run_region(P);
     }
     free(P->B);

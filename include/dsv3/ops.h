@@ -38,7 +38,32 @@ typedef struct {
 
 const dsv3_backend *dsv3_backend_cpu(void);
 
-/* Fixed-order f32 dot product (16 interleaved partial sums, combined pairwise). */
+/* CPU instruction-set paths of the CPU backend. Every path gives bitwise
+ * identical results (32 fmaf partial sums per dot product, fixed reduction
+ * tree); they differ only in speed. Chosen once at first use: the best the CPU
+ * supports, or DSV3_CPU_ISA=scalar|avx2|avx512|auto from the environment (an
+ * invalid or unsupported value is reported on stderr and auto is used). */
+typedef enum {
+    DSV3_CPU_ISA_AUTO = -1, /* best supported */
+    DSV3_CPU_ISA_SCALAR = 0,
+    DSV3_CPU_ISA_AVX2,   /* AVX2 + FMA + F16C */
+    DSV3_CPU_ISA_AVX512, /* AVX-512 F/BW/VL */
+    DSV3_CPU_ISA_COUNT
+} dsv3_cpu_isa;
+
+/* The path in use (never AUTO). */
+dsv3_cpu_isa dsv3_cpu_isa_get(void);
+/* Selects a path for all later calls (AUTO = best supported); returns 0, or -1
+ * (unchanged) when the CPU lacks it. Not meant to race with running kernels. */
+int dsv3_cpu_isa_set(dsv3_cpu_isa isa);
+/* 1 when this CPU (and OS) can run isa (AUTO: always). */
+int dsv3_cpu_isa_supported(dsv3_cpu_isa isa);
+/* "scalar", "avx2", "avx512", "auto". */
+const char *dsv3_cpu_isa_name(dsv3_cpu_isa isa);
+/* Parses one of those names; returns 0, or -1 if unknown. */
+int dsv3_cpu_isa_parse(const char *name, dsv3_cpu_isa *out);
+
+/* Fixed-order f32 dot product (32 interleaved fmaf partial sums, combined by a fixed pairwise tree). */
 float dsv3_dot_f32(const float *a, const float *b, int64_t n);
 /* Scalar reference for tests: plain left-to-right sum in double. */
 double dsv3_dot_ref(const float *a, const float *b, int64_t n);

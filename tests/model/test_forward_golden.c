@@ -1,19 +1,25 @@
-/* Golden tests: full forward vs HF transformers on the tiny (BF16) and small (FP8) fixtures. */
+/* Golden tests: full forward vs HF transformers on the tiny (BF16) and small (FP8)
+ * fixtures, on every CPU ISA path (whose results must also be bitwise identical). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../test.h"
+#include "dsv3/ops.h"
 #include "dsv3/sampling.h"
 #include "fixture_util.h"
 
 #define TOL 1e-4
 
-static void golden_forward(const char *set) {
+static void golden_forward_isa(const char *set, dsv3_cpu_isa isa, float **first_logits) {
     dsv3_model *m;
     dsv3_st_file *ref;
+    dsv3_cpu_isa_set(isa); /* before loading: the loader decodes some weights too */
     int r = fixture_open(set, "reference.safetensors", &m, &ref);
+    dsv3_cpu_isa_set(DSV3_CPU_ISA_AUTO);
     if (r > 0) SKIP("fixtures absent");
     if (r < 0) return;
+    fprintf(stderr, "    %s on cpu isa %s\n", set, dsv3_cpu_isa_name(isa));
+    dsv3_cpu_isa_set(isa);
     const dsv3_config *c = dsv3_model_config(m);
     const int64_t B = 2, T = 40, N = B * T, V = c->vocab_size, H = c->hidden_size, L = c->num_hidden_layers,
                   K = c->num_experts_per_tok, Lm = dsv3_model_n_moe_layers(m);
@@ -62,12 +68,28 @@ static void golden_forward(const char *set) {
         fprintf(stderr, "    %s router: %lld idx mismatches, max weight err %.3g\n", set, (long long)idx_bad, wmax);
         if (idx_bad) test_fail_at(__FILE__, __LINE__, "%lld router choices differ", (long long)idx_bad);
         if (!(wmax <= 1e-5)) test_fail_at(__FILE__, __LINE__, "router weights err %.3g", wmax);
+        /* every ISA path gives the same bits */
+        if (!*first_logits) {
+            *first_logits = logits;
+            logits = NULL;
+        } else if (memcmp(*first_logits, logits, sizeof(float) * N * V) != 0) {
+            test_fail_at(__FILE__, __LINE__, "%s: logits on %s differ bitwise from the first ISA path", set,
+                         dsv3_cpu_isa_name(isa));
+        }
     }
+    dsv3_cpu_isa_set(DSV3_CPU_ISA_AUTO);
     for (int b = 0; b < B; b++) dsv3_kv_cache_free(kc[b]);
     free(ids); free(ref_logits); free(ref_hidden); free(ref_layers); free(ref_mtp); free(ref_rw); free(ref_ridx);
     free(logits); free(hidden); free(layers); free(rw); free(mtp); free(ridx);
     dsv3_model_free(m);
     dsv3_st_close(ref);
+}
+
+static void golden_forward(const char *set) {
+    float *first = NULL;
+    for (int isa = DSV3_CPU_ISA_COUNT - 1; isa >= 0 && !test_failed_now(); isa--)
+        if (dsv3_cpu_isa_supported((dsv3_cpu_isa)isa)) golden_forward_isa(set, (dsv3_cpu_isa)isa, &first);
+    free(first);
 }
 
 TEST(golden_forward_tiny) { golden_forward("tiny"); }

@@ -1,0 +1,57 @@
+/* Internal interface between the CPU backend's ISA dispatcher (dispatch.c)
+ * and its per-ISA kernels (matmul_scalar.c, matmul_avx2.c, matmul_avx512.c).
+ *
+ * The numerical contract every ISA path implements bit for bit (the scalar
+ * path is the reference):
+ *
+ *   dot(w, x, n): 32 partial sums ("lanes"); for every full chunk of 32
+ *   elements at i = 0, 32, 64, ...:  acc[k] = fmaf(w[i+k], x[i+k], acc[k]),
+ *   k < 32; the tail of n % 32 elements goes into lanes 0.. (the other lanes
+ *   are left untouched, not "added zero": -0 stays -0); then a fixed pairwise
+ *   tree: for w = 16, 8, 4, 2, 1: acc[k] += acc[k + w] for k < w; result acc[0].
+ *
+ *   Weight decode: BF16/F16 exact; FP8: w = lut[q] * S[r/block_r][c/block_c]
+ *   rounded once to f32 (decode_span in kernels.c).
+ *
+ * So every output element depends only on its weight row and its token's
+ * activations: never on T, on which rows are computed together, on the
+ * thread split, or on the ISA. */
+#ifndef DSV3_OPS_CPU_KERNELS_H
+#define DSV3_OPS_CPU_KERNELS_H
+
+#include <stdint.h>
+
+#include "dsv3/ops.h"
+
+#define DSV3_LANES 32 /* partial sums per dot product (see above) */
+
+typedef struct {
+    const char *name;
+    float (*dot_f32)(const float *a, const float *b, int64_t n);
+    /* For o in [o0, o1) and t < T: out[t*ld + (o - obase)] = dot(row o of W, x[t]).
+     * Single-threaded; the dispatcher splits rows across threads. Returns 0, or
+     * -1 when out of memory (nothing is guaranteed written; callers retry with the
+     * scalar kernel, which needs no memory). */
+    int (*matmul_block)(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
+                        int64_t o0, int64_t o1);
+    /* dst[c] = W[r][c] for c < W->cols (same values as the reference decode). */
+    void (*decode_row)(const dsv3_weight *W, int64_t r, float *dst);
+} dsv3_cpu_kernels;
+
+extern const dsv3_cpu_kernels dsv3_cpu_kernels_scalar;
+extern const dsv3_cpu_kernels dsv3_cpu_kernels_avx2;
+extern const dsv3_cpu_kernels dsv3_cpu_kernels_avx512;
+
+/* Reference decode of elements [c0, c0+n) of row r of W into dst (kernels.c). */
+void dsv3_cpu_decode_span(const dsv3_weight *W, int64_t r, int64_t c0, int64_t n, float *dst);
+
+/* 1 when no finite FP8 block scale s of W overflows in s * 2^8 (lets the SIMD
+ * E4M3 decode fold its 2^-8 exponent offset into the scale, see matmul_avx512.c). */
+int dsv3_cpu_fp8_scales_foldable(const dsv3_weight *W);
+
+/* Fast-path eligibility: FP8 scale blocks must not split a 32-element chunk. */
+static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
+    return !(W->dtype == DSV3_F8_E4M3 || W->dtype == DSV3_F8_E5M2) || W->block_c % DSV3_LANES == 0;
+}
+
+#endif

@@ -1,0 +1,293 @@
+/* AVX2+FMA(+F16C) kernels, bitwise equal to the scalar reference
+ * (cpu_kernels.h): the 32 lanes of a dot product are four ymm accumulators
+ * (lanes 0-7, 8-15, 16-23, 24-31); each lane gets exactly the reference's
+ * fmaf() sequence; tails use masked loads and blend the FMA result into the
+ * covered lanes only; the reduction tree is reproduced by reduce32.
+ *
+ * Structure as in matmul_avx512.c (T <= 3: decode in registers, R rows x T
+ * tokens per tile; T >= 4: rows decoded once into an f32 buffer, then 1 row x 3
+ * token tiles). FP8 chunks holding a NaN code take the reference decode. */
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_kernels.h"
+
+#define LANES DSV3_LANES
+#define AI static inline __attribute__((always_inline))
+
+enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC };
+
+/* Reference tree: w=16 pairs lane k with k+16 (a0+a2, a1+a3), w=8 the two
+ * results, then the 128-bit halves, then pairs within an xmm (low operand first). */
+AI float reduce32(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 y = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+    __m128 z = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+    z = _mm_add_ps(z, _mm_movehl_ps(z, z));
+    z = _mm_add_ss(z, _mm_movehdup_ps(z));
+    return _mm_cvtss_f32(z);
+}
+
+/* Lane masks for a tail of len < 32 elements, quarter q (lanes 8q..8q+7). */
+AI __m256i tail_mask(int64_t len, int q) {
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(len - 8 * q)), idx);
+}
+
+static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int q = 0; q < 4; q++)
+            acc[q] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8 * q), _mm256_loadu_ps(b + i + 8 * q), acc[q]);
+    if (i < n)
+        for (int q = 0; q < 4; q++) {
+            __m256i m = tail_mask(n - i, q);
+            __m256 f = _mm256_fmadd_ps(_mm256_maskload_ps(a + i + 8 * q, m), _mm256_maskload_ps(b + i + 8 * q, m), acc[q]);
+            acc[q] = _mm256_blendv_ps(acc[q], f, _mm256_castsi256_ps(m));
+        }
+    return reduce32(acc[0], acc[1], acc[2], acc[3]);
+}
+
+/* 8 weights at column i of a row. sc: FP8 scale, times 2^8 for K_E4M3 (see
+ * matmul_avx512.c e4m3_to_half_bits: the sign-extended byte << 7, masked with
+ * 0xbf80, is the IEEE half of e4m3 * 2^-8, subnormals included). */
+AI __m256 decode8(const int kind, const uint8_t *p, int64_t i, float sc) {
+    switch (kind) {
+    case K_F32: return _mm256_loadu_ps((const float *)p + i);
+    case K_BF16: {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    }
+    case K_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
+    case K_E4M3:
+    case K_E4M3_UNFOLDED: {
+        __m128i h = _mm_slli_epi16(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(p + i))), 7);
+        __m256 f = _mm256_cvtph_ps(_mm_and_si128(h, _mm_set1_epi16((short)0xbf80)));
+        if (kind == K_E4M3_UNFOLDED) f = _mm256_mul_ps(f, _mm256_set1_ps(0x1p8f)); /* exact */
+        return _mm256_mul_ps(f, _mm256_set1_ps(sc));
+    }
+    default: { /* K_E5M2: the top byte of an IEEE half */
+        __m128i h = _mm_slli_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(p + i))), 8);
+        return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(sc));
+    }
+    }
+}
+
+/* 1 when the 32 FP8 codes at p hold a NaN (E4M3FN: 0x7f/0xff; E5M2: |b| > 0x7c). */
+AI int fp8_has_nan(const int kind, const uint8_t *p) {
+    __m256i a = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)p), _mm256_set1_epi8(0x7f));
+    __m256i c = kind == K_E5M2 ? _mm256_cmpgt_epi8(a, _mm256_set1_epi8(0x7c)) : _mm256_cmpeq_epi8(a, _mm256_set1_epi8(0x7f));
+    return _mm256_movemask_epi8(c) != 0;
+}
+
+static int kind_of(const dsv3_weight *W) {
+    if (!dsv3_cpu_blocks_aligned(W)) return K_GENERIC;
+    switch (W->dtype) {
+    case DSV3_F32: return K_F32;
+    case DSV3_BF16: return K_BF16;
+    case DSV3_F16: return K_F16;
+    case DSV3_F8_E4M3: return dsv3_cpu_fp8_scales_foldable(W) ? K_E4M3 : K_E4M3_UNFOLDED;
+    case DSV3_F8_E5M2: return K_E5M2;
+    default: return K_GENERIC;
+    }
+}
+
+typedef struct {
+    const uint8_t *p;
+    const float *srow;
+    int64_t r;
+} row_ref;
+
+/* out[t*ldo + j] = dot(row j, x[t*ldx ...]) for j < R (<= 2), t < TT (<= 3). */
+AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
+             int64_t ldx, int64_t n, float *out, int64_t ldo) {
+    __m256 acc[2][3][4];
+    for (int j = 0; j < R; j++)
+        for (int t = 0; t < TT; t++)
+            for (int q = 0; q < 4; q++) acc[j][t][q] = _mm256_setzero_ps();
+    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
+    const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
+    const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;
+    for (int64_t c0 = 0; c0 < nfull; c0 += bc) {
+        int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
+        float sc[2];
+        for (int j = 0; j < R; j++) sc[j] = fp8 ? rw[j].srow[c0 / bc] * fold : 1.0f;
+        for (int64_t i = c0; i < c1; i += LANES) {
+            int special = kind == K_GENERIC;
+            if (fp8)
+                for (int j = 0; j < R; j++) special |= fp8_has_nan(kind, rw[j].p + i);
+            if (!special) {
+                for (int q = 0; q < 4; q++) {
+                    __m256 w[2];
+                    for (int j = 0; j < R; j++) w[j] = decode8(kind, rw[j].p, i + 8 * q, sc[j]);
+                    for (int t = 0; t < TT; t++) {
+                        __m256 xv = _mm256_loadu_ps(x + t * ldx + i + 8 * q);
+                        for (int j = 0; j < R; j++) acc[j][t][q] = _mm256_fmadd_ps(w[j], xv, acc[j][t][q]);
+                    }
+                }
+            } else { /* reference decode (generic block shapes, NaN codes) */
+                float tmp[2][LANES];
+                for (int j = 0; j < R; j++) dsv3_cpu_decode_span(W, rw[j].r, i, LANES, tmp[j]);
+                for (int q = 0; q < 4; q++)
+                    for (int t = 0; t < TT; t++) {
+                        __m256 xv = _mm256_loadu_ps(x + t * ldx + i + 8 * q);
+                        for (int j = 0; j < R; j++)
+                            acc[j][t][q] = _mm256_fmadd_ps(_mm256_loadu_ps(tmp[j] + 8 * q), xv, acc[j][t][q]);
+                    }
+            }
+        }
+    }
+    if (nfull < n) {
+        int64_t len = n - nfull;
+        float tmp[2][LANES] = {{0}};
+        if (kind != K_F32)
+            for (int j = 0; j < R; j++) dsv3_cpu_decode_span(W, rw[j].r, nfull, len, tmp[j]);
+        for (int q = 0; q < 4; q++) {
+            __m256i m = tail_mask(len, q);
+            __m256 w[2];
+            for (int j = 0; j < R; j++)
+                w[j] = kind == K_F32 ? _mm256_maskload_ps((const float *)rw[j].p + nfull + 8 * q, m)
+                                     : _mm256_loadu_ps(tmp[j] + 8 * q);
+            for (int t = 0; t < TT; t++) {
+                __m256 xv = _mm256_maskload_ps(x + t * ldx + nfull + 8 * q, m);
+                for (int j = 0; j < R; j++)
+                    acc[j][t][q] = _mm256_blendv_ps(acc[j][t][q], _mm256_fmadd_ps(w[j], xv, acc[j][t][q]),
+                                                    _mm256_castsi256_ps(m));
+            }
+        }
+    }
+    for (int j = 0; j < R; j++)
+        for (int t = 0; t < TT; t++) out[t * ldo + j] = reduce32(acc[j][t][0], acc[j][t][1], acc[j][t][2], acc[j][t][3]);
+}
+
+/* ------------------------------------------------------------ decode path */
+
+#define DIRECT_FN(R, TT, KIND, NAME)                                                                                  \
+    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo) {              \
+        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo);                                                      \
+    }
+#define DIRECT_SET(KIND, SFX)                                                                                          \
+    DIRECT_FN(2, 1, KIND, d21_##SFX) DIRECT_FN(1, 1, KIND, d11_##SFX) DIRECT_FN(1, 2, KIND, d12_##SFX)                \
+    DIRECT_FN(1, 3, KIND, d13_##SFX)
+DIRECT_SET(K_F32, f32)
+DIRECT_SET(K_BF16, bf16)
+DIRECT_SET(K_F16, f16)
+DIRECT_SET(K_E4M3, e4m3)
+DIRECT_SET(K_E4M3_UNFOLDED, e4m3u)
+DIRECT_SET(K_E5M2, e5m2)
+DIRECT_SET(K_GENERIC, gen)
+
+typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t);
+/* [kind][T-1]: {multi-row tile (NULL: none), single-row tile} */
+#define DIRECT_ROW(SFX) {{d21_##SFX, d11_##SFX}, {NULL, d12_##SFX}, {NULL, d13_##SFX}}
+static const direct_fn g_direct[7][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16), DIRECT_ROW(f16), DIRECT_ROW(e4m3),
+                                            DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2), DIRECT_ROW(gen)};
+
+static inline row_ref row_of(const dsv3_weight *W, int64_t r) {
+    row_ref rr = {(const uint8_t *)W->data + (size_t)r * (size_t)W->cols * dsv3_dtype_size(W->dtype),
+                  W->scale ? W->scale + (r / W->block_r) * W->scale_cols : NULL, r};
+    return rr;
+}
+
+static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
+                          int64_t o0, int64_t o1, int kind) {
+    int64_t o = o0;
+    if (T == 1)
+        for (; o + 2 <= o1; o += 2) {
+            row_ref rw[2] = {row_of(W, o), row_of(W, o + 1)};
+            g_direct[kind][0][0](W, rw, x, out + (o - obase), ld);
+        }
+    for (; o < o1; o++) {
+        row_ref rw = row_of(W, o);
+        g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld);
+    }
+}
+
+/* ----------------------------------------------------------- prefill path */
+
+#define GT 3 /* tokens per register tile (1 row x 3 tokens = 12 accumulators) */
+
+#define F32_FN(TT)                                                                                                     \
+    static void g1##TT(const row_ref *rw, const float *x, int64_t n, float *out, int64_t ldo) {                       \
+        tile(1, TT, K_F32, NULL, rw, x, n, n, out, ldo);                                                               \
+    }
+F32_FN(1) F32_FN(2) F32_FN(3)
+typedef void (*f32_fn)(const row_ref *, const float *, int64_t, float *, int64_t);
+static const f32_fn g_f32[GT] = {g11, g12, g13};
+
+static void decode_row_avx2(const dsv3_weight *W, int64_t r, float *dst);
+
+static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase, int64_t o0,
+                       int64_t o1) {
+    const int64_t n = W->cols;
+    int64_t G = n > 0 ? (256 << 10) / (4 * n) : 64; /* rows per decoded group (~256 KB) */
+    G = G < 1 ? 1 : G > 256 ? 256 : G;
+    float *buf = NULL;
+    if (W->dtype != DSV3_F32 && !(buf = aligned_alloc(64, (size_t)((G * n * 4 + 63) / 64 * 64)))) return -1;
+    for (int64_t g0 = o0; g0 < o1; g0 += G) {
+        int64_t nr = o1 - g0 < G ? o1 - g0 : G;
+        row_ref rw[256];
+        for (int64_t j = 0; j < nr; j++) {
+            if (buf) {
+                decode_row_avx2(W, g0 + j, buf + j * n);
+                rw[j].p = (const uint8_t *)(buf + j * n);
+            } else {
+                rw[j] = row_of(W, g0 + j);
+            }
+        }
+        for (int64_t t0 = 0; t0 < T; t0 += GT) {
+            int tt = T - t0 < GT ? (int)(T - t0) : GT;
+            for (int64_t j = 0; j < nr; j++) g_f32[tt - 1](rw + j, x + t0 * n, n, out + t0 * ld + (g0 - obase) + j, ld);
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+static int matmul_block_avx2(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
+                             int64_t o0, int64_t o1) {
+    int kind = kind_of(W);
+    if (T > 3) return matmul_gemm(out, ld, x, T, W, obase, o0, o1);
+    matmul_direct(out, ld, x, T, W, obase, o0, o1, kind);
+    return 0;
+}
+
+static void decode_row_avx2(const dsv3_weight *W, int64_t r, float *dst) {
+    int kind = kind_of(W);
+    const int64_t n = W->cols, nfull = n - n % LANES;
+    if (kind == K_GENERIC || kind == K_F32) {
+        dsv3_cpu_decode_span(W, r, 0, n, dst);
+        return;
+    }
+    row_ref rw = row_of(W, r);
+    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
+    const int64_t bc = fp8 ? W->block_c : nfull + LANES;
+    const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;
+    for (int64_t c0 = 0; c0 < nfull; c0 += bc) {
+        int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
+        float sc = fp8 ? rw.srow[c0 / bc] * fold : 1.0f;
+        for (int64_t i = c0; i < c1; i += LANES) {
+            if (fp8 && fp8_has_nan(kind, rw.p + i)) {
+                dsv3_cpu_decode_span(W, r, i, LANES, dst + i);
+                continue;
+            }
+            for (int q = 0; q < 4; q++) {
+                __m256 w;
+                switch (kind) {
+                case K_BF16: w = decode8(K_BF16, rw.p, i + 8 * q, sc); break;
+                case K_F16: w = decode8(K_F16, rw.p, i + 8 * q, sc); break;
+                case K_E4M3: w = decode8(K_E4M3, rw.p, i + 8 * q, sc); break;
+                case K_E4M3_UNFOLDED: w = decode8(K_E4M3_UNFOLDED, rw.p, i + 8 * q, sc); break;
+                default: w = decode8(K_E5M2, rw.p, i + 8 * q, sc); break;
+                }
+                _mm256_storeu_ps(dst + i + 8 * q, w);
+            }
+        }
+    }
+    if (nfull < n) dsv3_cpu_decode_span(W, r, nfull, n - nfull, dst + nfull);
+}
+
+const dsv3_cpu_kernels dsv3_cpu_kernels_avx2 = {"avx2", dot_f32_avx2, matmul_block_avx2, decode_row_avx2};

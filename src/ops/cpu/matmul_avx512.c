@@ -1,0 +1,343 @@
+/* AVX-512 (F/BW/VL) kernels, bitwise equal to the scalar reference
+ * (cpu_kernels.h): the 32 lanes of a dot product are two zmm accumulators
+ * (lanes 0-15, 16-31); each lane gets exactly the reference's fmaf() sequence
+ * over the 32-element chunks; tails use masked loads and masked FMAs (lanes past
+ * the tail are left untouched, as in the reference); the reduction tree is
+ * reproduced by in-register halvings (reduce32 below).
+ *
+ * Matmul structure:
+ *  - T <= 3 (decode): a tile of R weight rows x T tokens; every 32-element weight
+ *    chunk is decoded in registers once and used for all T tokens.
+ *  - T >= 4 (prefill): groups of rows are decoded once into an f32 buffer (same
+ *    values as the reference decode), then register tiles of 4 rows x 3 tokens
+ *    run over the buffer.
+ * The whole file is compiled for AVX-512 via the target pragma, independent of
+ * -march; it is only called when dispatch.c found the CPU features. */
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_kernels.h"
+
+#define LANES DSV3_LANES
+#define AI static inline __attribute__((always_inline))
+
+enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC };
+
+/* Fixed tree of the reference over lanes 0-15 (a) and 16-31 (b):
+ * w=16: a+b; w=8: low 8 + high 8; w=4, 2, 1 likewise (low operand first). */
+AI float reduce32(__m512 a, __m512 b) {
+    __m512 v = _mm512_add_ps(a, b);
+    __m256 lo = _mm512_castps512_ps256(v), hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 y = _mm256_add_ps(lo, hi);
+    __m128 z = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+    z = _mm_add_ps(z, _mm_movehl_ps(z, z));
+    z = _mm_add_ss(z, _mm_movehdup_ps(z));
+    return _mm_cvtss_f32(z);
+}
+
+static float dot_f32_avx512(const float *a, const float *b, int64_t n) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    }
+    if (i < n) {
+        int64_t len = n - i;
+        __mmask16 m0 = len >= 16 ? 0xffff : (__mmask16)((1u << len) - 1);
+        __mmask16 m1 = len > 16 ? (__mmask16)((1u << (len - 16)) - 1) : 0;
+        acc0 = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(m0, a + i), _mm512_maskz_loadu_ps(m0, b + i), acc0, m0);
+        acc1 = _mm512_mask3_fmadd_ps(_mm512_maskz_loadu_ps(m1, a + i + 16), _mm512_maskz_loadu_ps(m1, b + i + 16), acc1,
+                                     m1);
+    }
+    return reduce32(acc0, acc1);
+}
+
+/* E4M3 codes -> IEEE half bits of (e4m3 value * 2^-8), exactly, subnormals
+ * included: sign-extending the byte to 16 bits puts exponent+mantissa (bits 0..6)
+ * below copies of the sign (bits 7..15); << 7 moves them to bits 7..13 and the
+ * sign to 14..15; the mask keeps bit 15 and bits 7..13. That is a half with
+ * exponent field E and mantissa m << 7: 2^(E-15) (1 + m/8) = e4m3 * 2^-8 for
+ * E >= 1, and the half subnormal 2^-14 (m/8) = e4m3 * 2^-8 for E = 0. The
+ * conversion to f32 (vcvtph2ps) is exact and never produces an f32 subnormal
+ * (those would cost microcode assists in the multiplies). */
+AI __m512i e4m3_to_half_bits(__m256i b32) {
+    __m512i v = _mm512_slli_epi16(_mm512_cvtepi8_epi16(b32), 7);
+    return _mm512_and_si512(v, _mm512_set1_epi16((short)0xbf80));
+}
+
+/* Decodes the 32-element chunk at column i of one row into w[0..1].
+ * sc: FP8 scale for the chunk, times 2^8 for K_E4M3 (see e4m3_to_half_bits):
+ * the product (q * 2^-8) * (s * 2^8) is the exact real q*s rounded once, i.e.
+ * lut[q] * s; K_E4M3_UNFOLDED (s * 2^8 would overflow) multiplies by 2^8 first
+ * (exact) and then by s. */
+AI void decode32(const int kind, const uint8_t *p, int64_t i, float sc, const dsv3_weight *W, int64_t r, __m512 *w) {
+    switch (kind) {
+    case K_F32:
+        w[0] = _mm512_loadu_ps((const float *)p + i);
+        w[1] = _mm512_loadu_ps((const float *)p + i + 16);
+        break;
+    case K_BF16:
+        for (int h = 0; h < 2; h++) {
+            __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p + 2 * (i + 16 * h))));
+            w[h] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        }
+        break;
+    case K_F16:
+        for (int h = 0; h < 2; h++) w[h] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * (i + 16 * h))));
+        break;
+    case K_E4M3:
+    case K_E4M3_UNFOLDED: {
+        /* 0x7f / 0xff are NaN in E4M3FN (lut value NaN): detect and patch after scaling */
+        __m256i b = _mm256_loadu_si256((const __m256i *)(p + i));
+        __mmask32 nan = _mm256_cmpeq_epi8_mask(_mm256_and_si256(b, _mm256_set1_epi8(0x7f)), _mm256_set1_epi8(0x7f));
+        __m512i hv = e4m3_to_half_bits(b);
+        __m512 s = _mm512_set1_ps(sc), qnan = _mm512_set1_ps(NAN);
+        __m512 f0 = _mm512_cvtph_ps(_mm512_castsi512_si256(hv));
+        __m512 f1 = _mm512_cvtph_ps(_mm256_castpd_si256(_mm512_extractf64x4_pd(_mm512_castsi512_pd(hv), 1)));
+        if (kind == K_E4M3_UNFOLDED) { /* exact */
+            f0 = _mm512_mul_ps(f0, _mm512_set1_ps(0x1p8f));
+            f1 = _mm512_mul_ps(f1, _mm512_set1_ps(0x1p8f));
+        }
+        w[0] = _mm512_mask_mov_ps(_mm512_mul_ps(f0, s), (__mmask16)nan, qnan);
+        w[1] = _mm512_mask_mov_ps(_mm512_mul_ps(f1, s), (__mmask16)(nan >> 16), qnan);
+        break;
+    }
+    case K_E5M2: {
+        /* E5M2 is the top byte of an IEEE half: (b << 8) converts exactly; NaNs
+         * ((b & 0x7f) > 0x7c) are replaced by the lut's NaN. */
+        __m256i b = _mm256_loadu_si256((const __m256i *)(p + i));
+        __mmask32 nan = _mm256_cmpgt_epi8_mask(_mm256_and_si256(b, _mm256_set1_epi8(0x7f)), _mm256_set1_epi8(0x7c));
+        __m512i hv = _mm512_slli_epi16(_mm512_cvtepu8_epi16(b), 8);
+        __m512 s = _mm512_set1_ps(sc), qnan = _mm512_set1_ps(NAN);
+        __m512 f0 = _mm512_cvtph_ps(_mm512_castsi512_si256(hv));
+        __m512 f1 = _mm512_cvtph_ps(_mm256_castpd_si256(_mm512_extractf64x4_pd(_mm512_castsi512_pd(hv), 1)));
+        w[0] = _mm512_mask_mov_ps(_mm512_mul_ps(f0, s), (__mmask16)nan, qnan);
+        w[1] = _mm512_mask_mov_ps(_mm512_mul_ps(f1, s), (__mmask16)(nan >> 16), qnan);
+        break;
+    }
+    default: {
+        float tmp[LANES];
+        dsv3_cpu_decode_span(W, r, i, LANES, tmp);
+        w[0] = _mm512_loadu_ps(tmp);
+        w[1] = _mm512_loadu_ps(tmp + 16);
+        break;
+    }
+    }
+}
+
+static int kind_of(const dsv3_weight *W) {
+    if (!dsv3_cpu_blocks_aligned(W)) return K_GENERIC;
+    switch (W->dtype) {
+    case DSV3_F32: return K_F32;
+    case DSV3_BF16: return K_BF16;
+    case DSV3_F16: return K_F16;
+    case DSV3_F8_E4M3: return dsv3_cpu_fp8_scales_foldable(W) ? K_E4M3 : K_E4M3_UNFOLDED;
+    case DSV3_F8_E5M2: return K_E5M2;
+    default: return K_GENERIC;
+    }
+}
+
+/* Rows of one tile: data pointer, FP8 scale row, row index (for the generic decode). */
+typedef struct {
+    const uint8_t *p;
+    const float *srow;
+    int64_t r;
+} row_ref;
+
+/* out[t*ldo + j] = dot(row j, x[t*ldx ...]) for j < R, t < TT; n = row length. */
+AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
+             int64_t ldx, int64_t n, float *out, int64_t ldo) {
+    __m512 acc[4][3][2]; /* R <= 4, TT <= 3 (fixed sizes keep them in registers) */
+    for (int j = 0; j < R; j++)
+        for (int t = 0; t < TT; t++) acc[j][t][0] = acc[j][t][1] = _mm512_setzero_ps();
+    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
+    const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
+    const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;
+    for (int64_t c0 = 0; c0 < nfull; c0 += bc) { /* FP8: one scale block (multiple of 32 wide) at a time */
+        int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
+        float sc[4];
+        for (int j = 0; j < R; j++) sc[j] = fp8 ? rw[j].srow[c0 / bc] * fold : 1.0f;
+        for (int64_t i = c0; i < c1; i += LANES) {
+            __m512 w[4][2];
+            for (int j = 0; j < R; j++) decode32(kind, rw[j].p, i, sc[j], W, rw[j].r, w[j]);
+            for (int t = 0; t < TT; t++) {
+                const float *xt = x + t * ldx + i;
+                __m512 x0 = _mm512_loadu_ps(xt), x1 = _mm512_loadu_ps(xt + 16);
+                for (int j = 0; j < R; j++) {
+                    acc[j][t][0] = _mm512_fmadd_ps(w[j][0], x0, acc[j][t][0]);
+                    acc[j][t][1] = _mm512_fmadd_ps(w[j][1], x1, acc[j][t][1]);
+                }
+            }
+        }
+    }
+    if (nfull < n) {
+        int64_t len = n - nfull;
+        __mmask16 m0 = len >= 16 ? 0xffff : (__mmask16)((1u << len) - 1);
+        __mmask16 m1 = len > 16 ? (__mmask16)((1u << (len - 16)) - 1) : 0;
+        __m512 w[4][2];
+        for (int j = 0; j < R; j++) {
+            if (kind == K_F32) {
+                w[j][0] = _mm512_maskz_loadu_ps(m0, (const float *)rw[j].p + nfull);
+                w[j][1] = _mm512_maskz_loadu_ps(m1, (const float *)rw[j].p + nfull + 16);
+            } else {
+                float tmp[LANES] = {0};
+                dsv3_cpu_decode_span(W, rw[j].r, nfull, len, tmp);
+                w[j][0] = _mm512_loadu_ps(tmp);
+                w[j][1] = _mm512_loadu_ps(tmp + 16);
+            }
+        }
+        for (int t = 0; t < TT; t++) {
+            const float *xt = x + t * ldx + nfull;
+            __m512 x0 = _mm512_maskz_loadu_ps(m0, xt), x1 = _mm512_maskz_loadu_ps(m1, xt + 16);
+            for (int j = 0; j < R; j++) {
+                acc[j][t][0] = _mm512_mask3_fmadd_ps(w[j][0], x0, acc[j][t][0], m0);
+                acc[j][t][1] = _mm512_mask3_fmadd_ps(w[j][1], x1, acc[j][t][1], m1);
+            }
+        }
+    }
+    for (int j = 0; j < R; j++)
+        for (int t = 0; t < TT; t++) out[t * ldo + j] = reduce32(acc[j][t][0], acc[j][t][1]);
+}
+
+/* ------------------------------------------------------------ decode path */
+
+#define DIRECT_FN(R, TT, KIND, NAME)                                                                                  \
+    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo) {              \
+        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo);                                                      \
+    }
+#define DIRECT_SET(KIND, SFX)                                                                                          \
+    DIRECT_FN(4, 1, KIND, d41_##SFX)                                                                                   \
+    DIRECT_FN(4, 2, KIND, d42_##SFX)                                                                                   \
+    DIRECT_FN(2, 3, KIND, d23_##SFX)                                                                                   \
+    DIRECT_FN(1, 1, KIND, d11_##SFX) DIRECT_FN(1, 2, KIND, d12_##SFX) DIRECT_FN(1, 3, KIND, d13_##SFX)
+DIRECT_SET(K_F32, f32)
+DIRECT_SET(K_BF16, bf16)
+DIRECT_SET(K_F16, f16)
+DIRECT_SET(K_E4M3, e4m3)
+DIRECT_SET(K_E4M3_UNFOLDED, e4m3u)
+DIRECT_SET(K_E5M2, e5m2)
+DIRECT_SET(K_GENERIC, gen)
+
+typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t);
+/* [kind][T-1]: {multi-row tile, single-row tile} */
+#define DIRECT_ROW(SFX) {{d41_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}}
+static const direct_fn g_direct[7][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16), DIRECT_ROW(f16), DIRECT_ROW(e4m3),
+                                            DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2), DIRECT_ROW(gen)};
+static const int g_direct_rows[3] = {4, 4, 2};
+
+static inline row_ref row_of(const dsv3_weight *W, int64_t r) {
+    row_ref rr = {(const uint8_t *)W->data + (size_t)r * (size_t)W->cols * dsv3_dtype_size(W->dtype),
+                  W->scale ? W->scale + (r / W->block_r) * W->scale_cols : NULL, r};
+    return rr;
+}
+
+static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
+                          int64_t o0, int64_t o1, int kind) {
+    const int R = g_direct_rows[T - 1];
+    int64_t o = o0;
+    for (; o + R <= o1; o += R) {
+        row_ref rw[4];
+        for (int j = 0; j < R; j++) rw[j] = row_of(W, o + j);
+        g_direct[kind][T - 1][0](W, rw, x, out + (o - obase), ld);
+    }
+    for (; o < o1; o++) {
+        row_ref rw = row_of(W, o);
+        g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld);
+    }
+}
+
+/* ----------------------------------------------------------- prefill path */
+
+#define GT 3 /* tokens per register tile */
+#define GR 4 /* rows per register tile */
+
+#define F32_FN(R, TT)                                                                                                  \
+    static void g##R##TT(const row_ref *rw, const float *x, int64_t n, float *out, int64_t ldo) {                     \
+        tile(R, TT, K_F32, NULL, rw, x, n, n, out, ldo);                                                               \
+    }
+F32_FN(4, 3) F32_FN(4, 2) F32_FN(4, 1) F32_FN(1, 3) F32_FN(1, 2) F32_FN(1, 1)
+typedef void (*f32_fn)(const row_ref *, const float *, int64_t, float *, int64_t);
+static const f32_fn g_f32[2][GT] = {{g41, g42, g43}, {g11, g12, g13}};
+
+static void decode_row_avx512(const dsv3_weight *W, int64_t r, float *dst);
+
+static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase, int64_t o0,
+                       int64_t o1) {
+    const int64_t n = W->cols;
+    /* rows decoded per group: ~256 KB of f32 (stays in L2 while every token tile passes) */
+    int64_t G = n > 0 ? (256 << 10) / (4 * n) : 64;
+    G = G < GR ? GR : G > 256 ? 256 : G - G % GR;
+    float *buf = NULL;
+    if (W->dtype != DSV3_F32 && !(buf = aligned_alloc(64, (size_t)((G * n * 4 + 63) / 64 * 64)))) return -1;
+    for (int64_t g0 = o0; g0 < o1; g0 += G) {
+        int64_t nr = o1 - g0 < G ? o1 - g0 : G;
+        row_ref rw[256];
+        for (int64_t j = 0; j < nr; j++) {
+            if (buf) {
+                decode_row_avx512(W, g0 + j, buf + j * n);
+                rw[j].p = (const uint8_t *)(buf + j * n);
+            } else {
+                rw[j] = row_of(W, g0 + j);
+            }
+        }
+        for (int64_t t0 = 0; t0 < T; t0 += GT) {
+            int tt = T - t0 < GT ? (int)(T - t0) : GT;
+            const float *xt = x + t0 * n;
+            float *ot = out + t0 * ld + (g0 - obase);
+            int64_t j = 0;
+            for (; j + GR <= nr; j += GR) g_f32[0][tt - 1](rw + j, xt, n, ot + j, ld);
+            for (; j < nr; j++) g_f32[1][tt - 1](rw + j, xt, n, ot + j, ld);
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
+                               int64_t o0, int64_t o1) {
+    int kind = kind_of(W);
+    if (T <= 3) {
+        for (int64_t t0 = 0; t0 < T; t0 += 3) {
+            int64_t tt = T - t0 < 3 ? T - t0 : 3;
+            matmul_direct(out + t0 * ld, ld, x + t0 * W->cols, tt, W, obase, o0, o1, kind);
+        }
+        return 0;
+    }
+    return matmul_gemm(out, ld, x, T, W, obase, o0, o1);
+}
+
+static void decode_row_avx512(const dsv3_weight *W, int64_t r, float *dst) {
+    int kind = kind_of(W);
+    const int64_t n = W->cols, nfull = n - n % LANES;
+    if (kind == K_GENERIC || kind == K_F32) {
+        dsv3_cpu_decode_span(W, r, 0, n, dst);
+        return;
+    }
+    row_ref rw = row_of(W, r);
+    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
+    const int64_t bc = fp8 ? W->block_c : nfull + LANES;
+    const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;
+    for (int64_t c0 = 0; c0 < nfull; c0 += bc) {
+        int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
+        float sc = fp8 ? rw.srow[c0 / bc] * fold : 1.0f;
+        for (int64_t i = c0; i < c1; i += LANES) {
+            __m512 w[2];
+            switch (kind) { /* constant kind per call for the inlined decoder */
+            case K_BF16: decode32(K_BF16, rw.p, i, sc, W, r, w); break;
+            case K_F16: decode32(K_F16, rw.p, i, sc, W, r, w); break;
+            case K_E4M3: decode32(K_E4M3, rw.p, i, sc, W, r, w); break;
+            case K_E4M3_UNFOLDED: decode32(K_E4M3_UNFOLDED, rw.p, i, sc, W, r, w); break;
+            default: decode32(K_E5M2, rw.p, i, sc, W, r, w); break;
+            }
+            _mm512_storeu_ps(dst + i, w[0]);
+            _mm512_storeu_ps(dst + i + 16, w[1]);
+        }
+    }
+    if (nfull < n) dsv3_cpu_decode_span(W, r, nfull, n - nfull, dst + nfull);
+}
+
+const dsv3_cpu_kernels dsv3_cpu_kernels_avx512 = {"avx512", dot_f32_avx512, matmul_block_avx512, decode_row_avx512};

@@ -52,6 +52,10 @@ typedef struct {
     /* If set, logits are only computed for rows with logits_mask[row] != 0
      * (others are left untouched). */
     const uint8_t *logits_mask;
+    /* With logits_mask: write the selected rows consecutively (logits row k = the
+     * k-th selected row), so logits needs only [number selected, vocab]; e.g. a
+     * prefill that wants the last row's logits passes a [1, vocab] buffer. */
+    int logits_packed;
 } dsv3_forward_out;
 
 /* Runs the main model. Each token's results do not depend on what else is in

@@ -79,16 +79,14 @@ int cmd_bench(int argc, char **argv) {
     for (int64_t i = 0; i < P; i++) ids[i] = (int32_t)((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 33) % (int32_t)c->vocab_size;
     for (int64_t r = 0; r <= R; r++) { /* run 0 warms up (page-in) */
         if (P > 0) {
-            float *plog = malloc(sizeof(float) * c->vocab_size * P);
-            if (!plog) { dsv3_fail(&err, DSV3_ERR_NOMEM, "out of memory"); goto done; }
+            /* like llama-bench pp: logits of the last prompt token only (into a [1, vocab] buffer) */
             mask[P - 1] = 1;
             dsv3_kv_cache_truncate(kc, 0, 0);
             dsv3_batch_item it = {kc, ids, P};
-            dsv3_forward_out out = {.logits = plog, .logits_mask = mask};
+            dsv3_forward_out out = {.logits = logits, .logits_mask = mask, .logits_packed = 1};
             double t0 = dsv3_now_s();
             dsv3_status st = dsv3_forward(m, &it, 1, &out, &err);
             double dt = dsv3_now_s() - t0;
-            free(plog);
             if (st) goto done;
             if (r > 0) pp[r - 1] = (double)P / dt;
         }

@@ -34,7 +34,7 @@ dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_erro
         n_tok * inter, n_tok * inter,          /* ffn_a, ffn_b */
         n_tok * (c->n_routed_experts > 0 ? c->n_routed_experts : 1), /* router logits */
         nh * (c->qk_nope_head_dim + c->v_head_dim) * kvl, /* kvb */
-        (int64_t)nthreads * (row + ctx + kvl), /* head scratch */
+        (int64_t)nthreads * dsv3_mla_scratch_per_thread(c, ctx), /* MLA scratch */
         n_tok * H, n_tok * H,                  /* moe_in, moe_out */
         n_tok * K, n_tok * K,                  /* route idx / w */
         n_tok * K, n_tok * K,                  /* tok list / w */
@@ -78,14 +78,14 @@ static dsv3_status check_tokens(const dsv3_model *m, const int32_t *tok, int64_t
 }
 
 /* final norm + lm_head for rows of hidden x (into hn), honouring out->logits_mask */
-static void head_logits(dsv3_model *m, const float *xn, int64_t n, float *logits, const uint8_t *mask) {
+static void head_logits(dsv3_model *m, const float *xn, int64_t n, float *logits, const uint8_t *mask, int packed) {
     int64_t H = m->cfg.hidden_size, V = m->cfg.vocab_size;
     if (!mask) {
         m->be->matmul(logits, xn, n, &m->lm_head);
         return;
     }
-    for (int64_t t = 0; t < n; t++)
-        if (mask[t]) m->be->matmul(logits + t * V, xn + t * H, 1, &m->lm_head);
+    for (int64_t t = 0, k = 0; t < n; t++)
+        if (mask[t]) m->be->matmul(logits + (packed ? k++ : t) * V, xn + t * H, 1, &m->lm_head);
 }
 
 dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_items, dsv3_forward_out *out,
@@ -135,7 +135,7 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
     }
     for (int64_t t = 0; t < N; t++) dsv3_rmsnorm(ws->hn + t * H, ws->x + t * H, m->final_norm, H, (float)c->rms_norm_eps);
     if (out && out->final_hidden) memcpy(out->final_hidden, ws->hn, sizeof(float) * N * H);
-    if (out && out->logits) head_logits(m, ws->hn, N, out->logits, out->logits_mask);
+    if (out && out->logits) head_logits(m, ws->hn, N, out->logits, out->logits_mask, out->logits_packed);
     for (int i = 0; i < n_items; i++) items[i].cache->len += items[i].n;
     free(caches);
     return DSV3_OK;
@@ -173,7 +173,7 @@ static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float 
     dsv3_ffn_forward(m, &mt->block, ws->x, n, NULL, NULL);
     for (int64_t t = 0; t < n; t++) dsv3_rmsnorm(ws->hn + t * H, ws->x + t * H, mt->head_norm, H, eps);
     if (logits && last_only) m->be->matmul(logits, ws->hn + (n - 1) * H, 1, &m->lm_head);
-    else if (logits) head_logits(m, ws->hn, n, logits, NULL);
+    else if (logits) head_logits(m, ws->hn, n, logits, NULL, 0);
     cache->mtp_len += n;
     return DSV3_OK;
 }

@@ -40,7 +40,7 @@ typedef struct {
     float *base;
     float *x, *hn, *qa, *q, *kv, *attn, *proj, *ffn_a, *ffn_b, *router_logits;
     float *kvb;                          /* dequantised kv_b_proj [H*(nope+v), kv_lora] */
-    float *head_scratch;                 /* per thread: q~ (kvl+rope) + scores (ctx) + latent (kvl) */
+    float *head_scratch;                 /* per thread: dsv3_mla_scratch_per_thread(cfg, ctx) floats */
     float *moe_in, *moe_a, *moe_b, *moe_out;
     int32_t *route_idx;                  /* [n_tok, K] */
     float *route_w;                      /* [n_tok, K] */
@@ -81,6 +81,12 @@ static inline float *kv_cache_row(dsv3_kv_cache *c, int64_t layer, int64_t pos) 
 dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_error *err);
 void dsv3_ws_free(dsv3_workspace *ws);
 void dsv3_embed_rows(const dsv3_model *m, const int32_t *tokens, int64_t n, float *x);
+/* MLA processes up to this many heads of a token per pass over its cache. */
+#define DSV3_MLA_MAX_GROUP 16
+/* Per-thread MLA scratch for contexts up to ctx keys: q~ [G][kvl+rope], latent [G][kvl], scores [G][ctx]. */
+static inline int64_t dsv3_mla_scratch_per_thread(const dsv3_config *c, int64_t ctx) {
+    return DSV3_MLA_MAX_GROUP * (c->kv_lora_rank + c->qk_rope_head_dim + c->kv_lora_rank + ctx);
+}
 /* Attention sub-block: x[n, hidden] += MLA(attn_norm(x)); rows belong to
  * items (per-row cache item + position in m->ws.item_of / m->ws.pos). */
 void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches, float *x,

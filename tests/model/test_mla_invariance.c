@@ -1,0 +1,89 @@
+/* Absorbed MLA (src/model/mla.c) groups several heads of a token per pass over
+ * its cache; the group size follows the thread count and the batch size. The
+ * logits must not: prefill + decode at contexts longer than a cache tile give
+ * bitwise-identical logits with 1..4 threads, and logits_packed writes the
+ * selected rows' logits consecutively, bitwise equal to the unpacked ones. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../test.h"
+#include "fixture_util.h"
+
+#define P 45 /* prompt tokens: > 2 tiles of 16 rows, not a multiple of 4 */
+#define D 4  /* decode steps */
+
+/* Prefill P tokens (all logits) then D greedy steps; logits [(P + D), V]. */
+static int run(dsv3_model *m, const int32_t *prompt, float *logits, int64_t V) {
+    dsv3_error err = {0};
+    dsv3_kv_cache *kc = NULL;
+    if (dsv3_kv_cache_new(m, P + D + 1, &kc, &err)) return -1;
+    dsv3_batch_item it = {kc, prompt, P};
+    dsv3_forward_out out = {.logits = logits};
+    int rc = dsv3_forward(m, &it, 1, &out, &err) ? -1 : 0;
+    for (int i = 0; i < D && !rc; i++) {
+        const float *last = logits + (P - 1 + i) * V;
+        int32_t tok = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (last[v] > last[tok]) tok = (int32_t)v;
+        dsv3_batch_item st = {kc, &tok, 1};
+        dsv3_forward_out o1 = {.logits = logits + (P + i) * V};
+        rc = dsv3_forward(m, &st, 1, &o1, &err) ? -1 : 0;
+    }
+    if (rc) test_fail_at(__FILE__, __LINE__, "forward: %s", err.msg);
+    dsv3_kv_cache_free(kc);
+    return rc;
+}
+
+static void thread_invariance(const char *set) {
+    dsv3_model *m = NULL;
+    dsv3_st_file *ref = NULL;
+    int r = fixture_open(set, "reference.safetensors", &m, &ref);
+    if (r > 0) { test_skip("fixtures absent"); return; }
+    if (r < 0) return;
+    const int64_t V = dsv3_model_config(m)->vocab_size;
+    int32_t prompt[P];
+    for (int i = 0; i < P; i++) prompt[i] = (int32_t)((i * 7919 + 13) % V);
+    float *base = malloc(sizeof(float) * (P + D) * V), *got = malloc(sizeof(float) * (P + D) * V);
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    int ok = run(m, prompt, base, V) == 0;
+    for (int nt = 2; nt <= 4 && ok; nt++) {
+        omp_set_num_threads(nt);
+        ok = run(m, prompt, got, V) == 0;
+        for (int64_t row = 0; ok && row < P + D; row++)
+            if (memcmp(base + row * V, got + row * V, sizeof(float) * V) != 0) {
+                test_fail_at(__FILE__, __LINE__, "%s: logits of row %lld differ between 1 and %d threads", set,
+                             (long long)row, nt);
+                ok = 0;
+            }
+    }
+    omp_set_num_threads(saved);
+    /* packed logits: rows 3, 17 and P-1 of the prefill */
+    if (ok) {
+        dsv3_error err = {0};
+        dsv3_kv_cache *kc = NULL;
+        uint8_t mask[P] = {0};
+        mask[3] = mask[17] = mask[P - 1] = 1;
+        float *packed = malloc(sizeof(float) * 3 * V);
+        if (dsv3_kv_cache_new(m, P, &kc, &err)) {
+            test_fail_at(__FILE__, __LINE__, "%s", err.msg);
+        } else {
+            dsv3_batch_item it = {kc, prompt, P};
+            dsv3_forward_out out = {.logits = packed, .logits_mask = mask, .logits_packed = 1};
+            if (dsv3_forward(m, &it, 1, &out, &err)) test_fail_at(__FILE__, __LINE__, "%s", err.msg);
+            else if (memcmp(packed, base + 3 * V, sizeof(float) * V) || memcmp(packed + V, base + 17 * V, sizeof(float) * V) ||
+                     memcmp(packed + 2 * V, base + (P - 1) * V, sizeof(float) * V))
+                test_fail_at(__FILE__, __LINE__, "%s: packed logits differ from the full prefill's rows", set);
+        }
+        dsv3_kv_cache_free(kc);
+        free(packed);
+    }
+    free(base);
+    free(got);
+    dsv3_st_close(ref);
+    dsv3_model_free(m);
+}
+
+TEST(mla_thread_group_invariance_tiny) { thread_invariance("tiny"); }
+TEST(mla_thread_group_invariance_small) { thread_invariance("small"); }

@@ -45,35 +45,85 @@ void dsv3_sampler_free(dsv3_sampler *s) {
 }
 
 static const float *g_sort_keys; /* qsort has no context argument; sampling is single-threaded */
+
+/* The candidate order: logit descending, ties by lower id (a total order). */
+static inline int before(const float *l, int32_t i, int32_t j) { return l[i] > l[j] || (l[i] == l[j] && i < j); }
 static int by_logit_desc(const void *a, const void *b) {
     int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    float x = g_sort_keys[i], y = g_sort_keys[j];
-    if (x != y) return x > y ? -1 : 1;
-    return i < j ? -1 : i > j;
+    return before(g_sort_keys, i, j) ? -1 : before(g_sort_keys, j, i) ? 1 : 0;
 }
 
-/* Candidate set of temperature sampling: s->idx[0..n) sorted by logit
- * (descending, ties by id), cut by top-k then top-p, with unnormalised
- * weights s->prob[0..n) = exp((l - max)/T); returns n, *sum = Σ weights. */
-static int64_t candidates(dsv3_sampler *s, const float *logits, int64_t vocab, double *sum_out) {
-    int64_t n = vocab;
-    for (int64_t i = 0; i < n; i++) s->idx[i] = (int32_t)i;
+/* Partial selection (quickselect): reorders idx[0..n) so that idx[0..k) are the
+ * k first ids in the candidate order (unsorted among themselves). O(n) on average;
+ * median-of-three pivots. */
+static void select_first_k(int32_t *idx, int64_t n, int64_t k, const float *l) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int32_t a = idx[lo], b = idx[mid], c = idx[hi], piv;
+        if (before(l, a, b)) piv = before(l, b, c) ? b : before(l, a, c) ? c : a;
+        else piv = before(l, a, c) ? a : before(l, b, c) ? c : b;
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (before(l, idx[i], piv)) i++;
+            while (before(l, piv, idx[j])) j--;
+            if (i <= j) {
+                int32_t t = idx[i];
+                idx[i++] = idx[j];
+                idx[j--] = t;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else return;
+    }
+}
+
+/* idx[0..m) = the first m of idx[0..n) in candidate order, sorted; the rest after them. */
+static void first_m_sorted(dsv3_sampler *s, const float *logits, int64_t n, int64_t m) {
+    select_first_k(s->idx, n, m, logits);
     g_sort_keys = logits;
-    qsort(s->idx, (size_t)n, sizeof(int32_t), by_logit_desc);
-    if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
-    float mx = logits[s->idx[0]], inv_t = 1.0f / s->p.temperature;
+    qsort(s->idx, (size_t)m, sizeof(int32_t), by_logit_desc);
+}
+
+/* Candidate set of temperature sampling: s->idx[0..n) with unnormalised weights
+ * s->prob[0..n) = exp((l - max)/T); returns n, *sum = Σ weights. Top-k keeps the
+ * k first ids of the candidate order (logit descending, ties by id), top-p then
+ * the smallest prefix of that order holding top_p of the mass. Only what a cut
+ * needs is sorted: top-k sorts k ids; top-p sorts a prefix that grows 4x until
+ * it holds top_p of the mass; with neither, idx is the whole vocab in id order. */
+static int64_t candidates(dsv3_sampler *s, const float *logits, int64_t vocab, double *sum_out) {
+    int64_t n = vocab, sorted = 0;
+    for (int64_t i = 0; i < n; i++) s->idx[i] = (int32_t)i;
+    const float inv_t = 1.0f / s->p.temperature;
+    if (s->p.top_k > 0 && s->p.top_k < n) {
+        n = s->p.top_k;
+        first_m_sorted(s, logits, vocab, n);
+        sorted = n;
+    }
+    const float mx = sorted ? logits[s->idx[0]] : logits[dsv3_argmax(logits, vocab)];
     double sum = 0;
     for (int64_t i = 0; i < n; i++) {
         s->prob[i] = expf((logits[s->idx[i]] - mx) * inv_t);
         sum += s->prob[i];
     }
-    /* nucleus: smallest prefix with cumulative probability >= top_p */
     if (s->p.top_p < 1.0f) {
-        double cum = 0;
-        for (int64_t i = 0; i < n; i++) {
-            cum += s->prob[i] / sum;
-            if (cum >= s->p.top_p) { n = i + 1; break; }
+        int64_t m = sorted ? n : n < 256 ? n : 256, cut = 0;
+        for (;;) {
+            if (m > sorted) {
+                first_m_sorted(s, logits, n, m);
+                for (int64_t i = 0; i < n; i++) s->prob[i] = expf((logits[s->idx[i]] - mx) * inv_t); /* same values, new order */
+                sorted = m;
+            }
+            double cum = 0;
+            for (int64_t i = 0; i < sorted; i++) {
+                cum += s->prob[i] / sum;
+                if (cum >= s->p.top_p) { cut = i + 1; break; }
+            }
+            if (cut || sorted == n) break;
+            m = m * 4 < n ? m * 4 : n;
         }
+        if (cut) n = cut;
         sum = 0;
         for (int64_t i = 0; i < n; i++) sum += s->prob[i];
     }

@@ -1,0 +1,97 @@
+/* Sampler: the partial-selection candidate set equals a full sort's (top-k,
+ * top-p, ties by id), and samples come from it. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../test.h"
+#include "dsv3/sampling.h"
+
+static const float *g_keys;
+static int desc(const void *a, const void *b) {
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (g_keys[i] != g_keys[j]) return g_keys[i] > g_keys[j] ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
+/* Reference: sort everything, cut by top-k, then by top-p; probabilities by id. */
+static void reference_probs(const float *l, int64_t V, float temp, int64_t top_k, float top_p, double *out) {
+    int32_t *idx = malloc(sizeof(int32_t) * V);
+    for (int64_t i = 0; i < V; i++) idx[i] = (int32_t)i;
+    g_keys = l;
+    qsort(idx, (size_t)V, sizeof(int32_t), desc);
+    int64_t n = top_k > 0 && top_k < V ? top_k : V;
+    double *w = malloc(sizeof(double) * V), sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += w[i] = exp((double)(l[idx[i]] - l[idx[0]]) / temp);
+    if (top_p < 1.0f) {
+        double cum = 0;
+        for (int64_t i = 0; i < n; i++) {
+            cum += w[i] / sum;
+            if (cum >= top_p) { n = i + 1; break; }
+        }
+        sum = 0;
+        for (int64_t i = 0; i < n; i++) sum += w[i];
+    }
+    for (int64_t i = 0; i < V; i++) out[i] = 0;
+    for (int64_t i = 0; i < n; i++) out[idx[i]] = w[i] / sum;
+    free(idx);
+    free(w);
+}
+
+TEST(sampling_candidates_match_full_sort) {
+    const int64_t sizes[] = {1, 2, 7, 300, 5000, 129280};
+    const int64_t ks[] = {0, 1, 5, 40, 299, 1000000};
+    const float ps[] = {1.0f, 0.9f, 0.5f, 0.999f, 1e-6f};
+    uint64_t rng = 7;
+    for (size_t a = 0; a < sizeof sizes / sizeof *sizes; a++) {
+        int64_t V = sizes[a];
+        float *l = malloc(sizeof(float) * V), *probs = malloc(sizeof(float) * V);
+        double *ref = malloc(sizeof(double) * V);
+        for (int ties = 0; ties < 2; ties++) {
+            /* ties: logits take few distinct values, so the id order decides cuts */
+            for (int64_t i = 0; i < V; i++) {
+                double u = dsv3_rand_uniform(&rng);
+                l[i] = ties ? (float)floor(u * 6) : (float)(8 * u * u * u - 2);
+            }
+            for (size_t b = 0; b < sizeof ks / sizeof *ks; b++)
+                for (size_t c = 0; c < sizeof ps / sizeof *ps; c++) {
+                    if (V > 10000 && (b % 3 || c % 2)) continue; /* the real vocab size: a few cases (full sorts are slow) */
+                    float temp = (b + c) % 2 ? 0.7f : 1.3f;
+                    dsv3_sampler s;
+                    dsv3_sampler_params sp = {temp, ps[c], ks[b], 11};
+                    CHECK(dsv3_sampler_init(&s, &sp, V, NULL) == DSV3_OK);
+                    dsv3_sampler_probs(&s, l, V, probs);
+                    reference_probs(l, V, temp, ks[b], ps[c], ref);
+                    int64_t bad = 0;
+                    for (int64_t i = 0; i < V; i++)
+                        bad += (probs[i] > 0) != (ref[i] > 0) || fabs(probs[i] - ref[i]) > 1e-6 * (ref[i] + 1e-6);
+                    CHECK_MSG(bad == 0, "V %lld ties %d top_k %lld top_p %g: %lld probabilities differ", (long long)V, ties,
+                              (long long)ks[b], ps[c], (long long)bad);
+                    for (int r = 0; r < 20; r++) {
+                        int32_t t = dsv3_sample(&s, l, V);
+                        CHECK_MSG(t >= 0 && t < V && ref[t] > 0, "sampled %d outside the candidate set", t);
+                    }
+                    dsv3_sampler_free(&s);
+                    if (test_failed_now()) break;
+                }
+        }
+        free(l);
+        free(probs);
+        free(ref);
+    }
+}
+
+/* With neither top-k nor top-p every token can come out, at its probability. */
+TEST(sampling_full_vocab_frequencies) {
+    const int64_t V = 4;
+    float l[4] = {0.0f, 1.0f, -1.0f, 0.5f};
+    dsv3_sampler s;
+    dsv3_sampler_params sp = {1.0f, 1.0f, 0, 5};
+    CHECK(dsv3_sampler_init(&s, &sp, V, NULL) == DSV3_OK);
+    double ref[4], cnt[4] = {0};
+    reference_probs(l, V, 1.0f, 0, 1.0f, ref);
+    const int N = 200000;
+    for (int i = 0; i < N; i++) cnt[dsv3_sample(&s, l, V)]++;
+    for (int i = 0; i < 4; i++) CHECK_NEAR(cnt[i] / N, ref[i], 0.005);
+    dsv3_sampler_free(&s);
+}

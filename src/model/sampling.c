@@ -112,7 +112,8 @@ static int64_t candidates(dsv3_sampler *s, const float *logits, int64_t vocab, d
         for (;;) {
             if (m > sorted) {
                 first_m_sorted(s, logits, n, m);
-                for (int64_t i = 0; i < n; i++) s->prob[i] = expf((logits[s->idx[i]] - mx) * inv_t); /* same values, new order */
+                /* the same weights in the new order (only the sorted prefix is read below) */
+                for (int64_t i = 0; i < m; i++) s->prob[i] = expf((logits[s->idx[i]] - mx) * inv_t);
                 sorted = m;
             }
             double cum = 0;

@@ -18,6 +18,12 @@
 
 #include "model/model_internal.h"
 
+/* 512-bit vectors for the loops below when the target has them (GCC otherwise prefers 256 bits on
+ * AVX-512 machines); a tuning choice only: every result is fixed by the explicit fmaf sequence. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+
 /* Interleaved-pair RoPE (spec §3.5): pair j = (x[2j], x[2j+1]) rotated by pos·f'_j. */
 static void rope_apply(float *dst, const float *src, int64_t dim, int64_t pos, const float *freqs, float amp) {
     for (int64_t j = 0; j < dim / 2; j++) {
@@ -116,6 +122,114 @@ static void accumulate_rows(float *restrict lat, const float *restrict p, const 
     }
 }
 
+/* Scores of one tile of cache rows for a group of heads, heads as vector lanes: qT is the group's
+ * [q~ ; q_R] transposed, [len][HL] (lane h = head h of the group, unused lanes zero), and
+ * out[i][h] = scale * sum_j qT[j][h] rows[i][j] with one fmaf chain per (row, head), j ascending.
+ * 4 rows at a time share each qT load. HL = 8 or 16 (same per-lane arithmetic). */
+#define DEFINE_SCORES(HL)                                                                                       \
+    static void scores_tile_##HL(const float *restrict qT, const float *restrict rows, int64_t ld, int64_t nrows, \
+                                 int64_t len, float scale, float *restrict out) {                               \
+        int64_t i = 0;                                                                                          \
+        for (; i + 4 <= nrows; i += 4) {                                                                        \
+            const float *r0 = rows + i * ld, *r1 = r0 + ld, *r2 = r1 + ld, *r3 = r2 + ld;                        \
+            float a0[HL] = {0}, a1[HL] = {0}, a2[HL] = {0}, a3[HL] = {0};                                        \
+            for (int64_t j = 0; j < len; j++) {                                                                 \
+                const float *q = qT + j * HL, k0 = r0[j], k1 = r1[j], k2 = r2[j], k3 = r3[j];                    \
+                for (int h = 0; h < HL; h++) {                                                                  \
+                    a0[h] = fmaf(q[h], k0, a0[h]);                                                              \
+                    a1[h] = fmaf(q[h], k1, a1[h]);                                                              \
+                    a2[h] = fmaf(q[h], k2, a2[h]);                                                              \
+                    a3[h] = fmaf(q[h], k3, a3[h]);                                                              \
+                }                                                                                               \
+            }                                                                                                   \
+            for (int h = 0; h < HL; h++) {                                                                      \
+                out[i * HL + h] = a0[h] * scale;                                                                \
+                out[(i + 1) * HL + h] = a1[h] * scale;                                                          \
+                out[(i + 2) * HL + h] = a2[h] * scale;                                                          \
+                out[(i + 3) * HL + h] = a3[h] * scale;                                                          \
+            }                                                                                                   \
+        }                                                                                                       \
+        for (; i < nrows; i++) {                                                                                \
+            const float *r0 = rows + i * ld;                                                                    \
+            float a0[HL] = {0};                                                                                 \
+            for (int64_t j = 0; j < len; j++)                                                                   \
+                for (int h = 0; h < HL; h++) a0[h] = fmaf(qT[j * HL + h], r0[j], a0[h]);                         \
+            for (int h = 0; h < HL; h++) out[i * HL + h] = a0[h] * scale;                                       \
+        }                                                                                                       \
+    }
+DEFINE_SCORES(8)
+DEFINE_SCORES(16)
+
+/* ---- one token's attention, by pieces (the same arithmetic whichever schedule calls them) ---- */
+
+#define SCORE_CHUNK 64        /* cache rows per scores work unit in the few-token schedule */
+#define MLA_SPLIT_MIN_CTX 256 /* shortest context for which that schedule's 5 barriers pay off */
+
+typedef struct {
+    dsv3_workspace *ws;
+    dsv3_kv_cache **caches;
+    const float *kvb;
+    int64_t cache_layer, nh, nope, rd, qk, vd, kvl, row, kvb_stride;
+    float sigma;
+} mla_attn;
+
+static inline const float *token_keys(const mla_attn *a, int64_t t) {
+    const dsv3_kv_cache *kc = a->caches[a->ws->item_of[t]];
+    return kc->data + a->cache_layer * kc->cap * a->row;
+}
+
+/* Heads [h0, h0 + gh) of token t (gh = min(G, nh - h0)): [q~ ; q_R] transposed into qt [row][HL],
+ * HL = 16 when gh > 8 else 8 (heads as lanes, unused lanes zero). tmp: kvl floats. */
+static void group_query(const mla_attn *a, int64_t t, int64_t h0, int64_t G, float *qt, float *tmp) {
+    const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, kvl = a->kvl;
+    memset(qt, 0, sizeof(float) * (size_t)(a->row * HL));
+    for (int64_t g = 0; g < gh; g++) {
+        const int64_t h = h0 + g;
+        const float *qc = a->ws->q + t * a->nh * a->qk + h * a->qk;
+        absorb_query(tmp, qc, a->kvb + h * a->kvb_stride * kvl, a->nope, kvl);
+        for (int64_t j = 0; j < kvl; j++) qt[j * HL + g] = tmp[j];
+        for (int64_t j = 0; j < a->rd; j++) qt[(kvl + j) * HL + g] = qc[a->nope + j];
+    }
+}
+
+/* Scores of cache rows [s0, s0 + ns) for the group: sc[g * ctx + s] = σ [q~ ; q_R]_h · cache_s for
+ * head h = h0 + g, g < gh. Each tile of 16 rows is read once for all heads of the group. Causal: the caller
+ * passes rows below pos + 1 only (spec §3.6, mask p_s <= p_t). */
+static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, const float *qt, int64_t s0, int64_t ns,
+                         float *sc) {
+    const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, row = a->row, ctx = a->ws->ctx;
+    const float *keys = token_keys(a, t);
+    float tile[ROW_TILE * 16];
+    for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
+        const int64_t nt = s0 + ns - s < ROW_TILE ? s0 + ns - s : ROW_TILE;
+        if (HL == 16) scores_tile_16(qt, keys + s * row, row, nt, row, a->sigma, tile);
+        else scores_tile_8(qt, keys + s * row, row, nt, row, a->sigma, tile);
+        for (int64_t g = 0; g < gh; g++)
+            for (int64_t i = 0; i < nt; i++) sc[g * ctx + s + i] = tile[i * HL + g];
+    }
+}
+
+/* Latent columns [j0, j0 + nj) of the group's heads: lat[g * kvl + j] = sum_s p_g[s] c_s[j] over the
+ * token's keys, s ascending per element (sc holds the group's probabilities, [g][ctx]). */
+static void group_latent(const mla_attn *a, int64_t t, int64_t h0, int64_t G, int64_t j0, int64_t nj, const float *sc,
+                         float *lat) {
+    const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, row = a->row, ctx = a->ws->ctx, kvl = a->kvl;
+    const int64_t nk = a->ws->pos[t] + 1;
+    const float *keys = token_keys(a, t);
+    for (int64_t g = 0; g < gh; g++) memset(lat + g * kvl + j0, 0, sizeof(float) * (size_t)nj);
+    for (int64_t s = 0; s < nk; s += ROW_TILE) {
+        const int64_t nt = nk - s < ROW_TILE ? nk - s : ROW_TILE;
+        for (int64_t g = 0; g < gh; g++)
+            accumulate_rows(lat + g * kvl + j0, sc + g * ctx + s, keys + s * row + j0, row, nt, nj);
+    }
+}
+
+/* o_h = W_UV_h latent_h into the attention output of token t. */
+static void head_output(const mla_attn *a, int64_t t, int64_t h, const float *lat) {
+    const float *wuv = a->kvb + h * a->kvb_stride * a->kvl + a->nope * a->kvl;
+    dot_rows(lat, wuv, a->kvl, a->vd, a->kvl, 1.0f, a->ws->attn + t * a->nh * a->vd + h * a->vd);
+}
+
 void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches, float *x,
                       int64_t n) {
     const dsv3_config *c = &m->cfg;
@@ -157,52 +271,72 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
         kvb = ws->kvb;
     }
 
-    const float sigma = m->softmax_scale;
-    /* Work items (token, group of G consecutive heads): each item reads its token's cache rows once per
-     * pass for all G heads. G only changes which heads share a pass, never a head's arithmetic, so the
-     * results do not depend on it; it is chosen so that there are enough items for the threads. */
+    mla_attn a = {.ws = ws, .caches = caches, .kvb = kvb, .cache_layer = cache_layer, .nh = nh, .nope = nope,
+                  .rd = rd, .qk = qk, .vd = vd, .kvl = kvl, .row = row, .kvb_stride = kvb_stride,
+                  .sigma = m->softmax_scale};
     const int nthr = omp_get_max_threads();
-    int64_t G = nh < DSV3_MLA_MAX_GROUP ? nh : DSV3_MLA_MAX_GROUP;
-    if (n < nthr) {
-        int64_t per_tok = (nthr + n - 1) / n; /* items wanted per token */
-        int64_t g = (nh + per_tok - 1) / per_tok;
-        if (g < G) G = g < 1 ? 1 : g;
-    }
-    const int64_t ngroups = (nh + G - 1) / G, scratch = dsv3_mla_scratch_per_thread(c, ws->ctx);
-#pragma omp parallel for schedule(dynamic, 1) if (n * nh * ws->ctx * row > DSV3_OMP_MIN_WORK)
-    for (int64_t it = 0; it < n * ngroups; it++) {
-        const int64_t t = it / ngroups, h0 = (it % ngroups) * G, gh = nh - h0 < G ? nh - h0 : G;
-        float *qt = ws->head_scratch + omp_get_thread_num() * scratch; /* [gh][row] */
-        float *lat = qt + DSV3_MLA_MAX_GROUP * row;                     /* [gh][kvl] */
-        float *sc = lat + DSV3_MLA_MAX_GROUP * kvl;                     /* [gh][ctx] */
-        const dsv3_kv_cache *kc = caches[ws->item_of[t]];
-        const int64_t nk = ws->pos[t] + 1; /* causal: keys at positions 0..pos (spec §3.6, mask p_s <= p_t) */
-        const float *keys = kc->data + cache_layer * kc->cap * row;
-        for (int64_t g = 0; g < gh; g++) {
-            const int64_t h = h0 + g;
-            const float *qc = ws->q + t * nh * qk + h * qk;
-            absorb_query(qt + g * row, qc, kvb + h * kvb_stride * kvl, nope, kvl);
-            memcpy(qt + g * row + kvl, qc + nope, sizeof(float) * rd);
+    int64_t G = nh < DSV3_MLA_MAX_GROUP ? nh : DSV3_MLA_MAX_GROUP, ngroups = (nh + G - 1) / G;
+    int64_t nk_max = 1; /* longest context of the batch (the schedule choice never changes a result) */
+    for (int64_t t = 0; t < n; t++) nk_max = ws->pos[t] + 1 > nk_max ? ws->pos[t] + 1 : nk_max;
+    const int par = n * nh * nk_max * row > DSV3_OMP_MIN_WORK;
+    if (par && n < nthr && nk_max >= MLA_SPLIT_MIN_CTX && n * ngroups <= nthr &&
+        n * nh <= (int64_t)nthr * DSV3_MLA_MAX_GROUP) {
+        /* Few tokens (decode): every phase is split over the threads inside a token: scores by row
+         * chunks, the latent sums by column chunks, so the token's cache is read about twice in all,
+         * whatever the thread count. Buffers for all n tokens fit in the threads' scratch. */
+        float *qt = ws->head_scratch;              /* [n][ngroups][row][16] */
+        float *sc = qt + n * ngroups * row * 16;   /* [n][nh][ctx] */
+        float *lat = sc + n * nh * ws->ctx;        /* [n][nh][kvl] */
+        const int64_t nch = (ws->ctx + SCORE_CHUNK - 1) / SCORE_CHUNK, ncol = (kvl + 63) / 64;
+#pragma omp parallel
+        {
+#pragma omp for schedule(static)
+            for (int64_t it = 0; it < n * ngroups; it++)
+            {
+                const int64_t t = it / ngroups, h0 = (it % ngroups) * G;
+                group_query(&a, t, h0, G, qt + it * row * 16, lat + (t * nh + h0) * kvl); /* own latent rows as tmp */
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t it = 0; it < n * ngroups * nch; it++) {
+                const int64_t tg = it / nch, t = tg / ngroups, s0 = (it % nch) * SCORE_CHUNK, nk = a.ws->pos[t] + 1;
+                const int64_t h0 = (tg % ngroups) * G;
+                if (s0 < nk)
+                    group_scores(&a, t, h0, G, qt + tg * row * 16, s0, nk - s0 < SCORE_CHUNK ? nk - s0 : SCORE_CHUNK,
+                                 sc + (t * nh + h0) * ws->ctx);
+            }
+#pragma omp for schedule(static)
+            for (int64_t th = 0; th < n * nh; th++) dsv3_softmax_inplace(sc + th * ws->ctx, a.ws->pos[th / nh] + 1);
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t it = 0; it < n * ngroups * ncol; it++) {
+                const int64_t tg = it / ncol, t = tg / ngroups, j0 = (it % ncol) * 64, h0 = (tg % ngroups) * G;
+                group_latent(&a, t, h0, G, j0, kvl - j0 < 64 ? kvl - j0 : 64, sc + (t * nh + h0) * ws->ctx,
+                             lat + (t * nh + h0) * kvl);
+            }
+#pragma omp for schedule(static)
+            for (int64_t th = 0; th < n * nh; th++) head_output(&a, th / nh, th % nh, lat + th * kvl);
         }
-        /* scores: tiles of cache rows, each tile used by all gh heads while it is in L1 */
-        for (int64_t s0 = 0; s0 < nk; s0 += ROW_TILE) {
-            const int64_t ns = nk - s0 < ROW_TILE ? nk - s0 : ROW_TILE;
-            for (int64_t g = 0; g < gh; g++)
-                dot_rows(qt + g * row, keys + s0 * row, row, ns, row, sigma, sc + g * ws->ctx + s0);
+    } else {
+        /* Work items (token, group of G heads), one thread each: the group's heads share every pass over
+         * the token's cache rows. With fewer tokens than threads (short contexts, where the split
+         * schedule's barriers cost more than they save) smaller groups give every thread an item. */
+        if (n < nthr) {
+            int64_t per_tok = (nthr + n - 1) / n, g = (nh + per_tok - 1) / per_tok;
+            if (g < G) G = g < 1 ? 1 : g;
+            ngroups = (nh + G - 1) / G;
         }
-        for (int64_t g = 0; g < gh; g++) dsv3_softmax_inplace(sc + g * ws->ctx, nk);
-        /* latent_g = sum_s p_g[s] c_s, s ascending per element */
-        memset(lat, 0, sizeof(float) * (size_t)(gh * kvl));
-        for (int64_t s0 = 0; s0 < nk; s0 += ROW_TILE) {
-            const int64_t ns = nk - s0 < ROW_TILE ? nk - s0 : ROW_TILE;
-            for (int64_t g = 0; g < gh; g++)
-                accumulate_rows(lat + g * kvl, sc + g * ws->ctx + s0, keys + s0 * row, row, ns, kvl);
-        }
-        /* o_h = W_UV_h latent_h */
-        for (int64_t g = 0; g < gh; g++) {
-            const int64_t h = h0 + g;
-            const float *wuv = kvb + h * kvb_stride * kvl + nope * kvl;
-            dot_rows(lat + g * kvl, wuv, kvl, vd, kvl, 1.0f, ws->attn + t * nh * vd + h * vd);
+        const int64_t scratch = dsv3_mla_scratch_per_thread(c, ws->ctx);
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+        for (int64_t it = 0; it < n * ngroups; it++) {
+            const int64_t t = it / ngroups, h0 = (it % ngroups) * G, gh = nh - h0 < G ? nh - h0 : G;
+            float *qt = ws->head_scratch + omp_get_thread_num() * scratch; /* [row][16] */
+            float *lat = qt + DSV3_MLA_MAX_GROUP * row;                     /* [gh][kvl] */
+            float *sc = lat + DSV3_MLA_MAX_GROUP * kvl;                     /* [gh][ctx] */
+            const int64_t nk = ws->pos[t] + 1;
+            group_query(&a, t, h0, G, qt, lat);
+            group_scores(&a, t, h0, G, qt, 0, nk, sc);
+            for (int64_t g = 0; g < gh; g++) dsv3_softmax_inplace(sc + g * ws->ctx, nk);
+            group_latent(&a, t, h0, G, 0, kvl, sc, lat);
+            for (int64_t g = 0; g < gh; g++) head_output(&a, t, h0 + g, lat + g * kvl);
         }
     }
     be->matmul(ws->proj, ws->attn, n, &L->o);

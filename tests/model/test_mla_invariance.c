@@ -1,7 +1,8 @@
 /* Absorbed MLA (src/model/mla.c) groups several heads of a token per pass over
  * its cache; the group size follows the thread count and the batch size. The
  * logits must not: prefill + decode at contexts longer than a cache tile give
- * bitwise-identical logits with 1..4 threads, and logits_packed writes the
+ * bitwise-identical logits with 1..4 threads (one-thread item schedule vs the split few-token
+ * schedule for decode), and logits_packed writes the
  * selected rows' logits consecutively, bitwise equal to the unpacked ones. */
 #include <omp.h>
 #include <stdlib.h>
@@ -10,7 +11,9 @@
 #include "../test.h"
 #include "fixture_util.h"
 
-#define P 45 /* prompt tokens: > 2 tiles of 16 rows, not a multiple of 4 */
+/* prompt tokens: many tiles of 16 rows, not a multiple of 4 or 16, and long enough that the decode
+ * steps of the tiny model (4 heads x 40-float cache rows) run multi-threaded, in the few-token schedule */
+#define P 461
 #define D 4  /* decode steps */
 
 /* Prefill P tokens (all logits) then D greedy steps; logits [(P + D), V]. */

@@ -91,6 +91,43 @@ static void dot_rows(const float *restrict q, const float *restrict rows, int64_
     for (; i < nrows; i++) out[i] = dot1(q, rows + i * ld, len) * scale;
 }
 
+/* accumulate_rows for 4 heads at once (lat and p rows at strides lst / pst): every cache value loaded
+ * feeds 4 heads; each element's fmaf sequence is the same as accumulate_rows'. */
+static void accumulate_rows4(float *restrict lat, int64_t lst, const float *restrict p, int64_t pst,
+                             const float *restrict rows, int64_t ld, int64_t ns, int64_t len) {
+    int64_t j = 0;
+    for (; j + 64 <= len; j += 64) {
+        float a0[64], a1[64], a2[64], a3[64];
+        for (int k = 0; k < 64; k++) {
+            a0[k] = lat[j + k];
+            a1[k] = lat[lst + j + k];
+            a2[k] = lat[2 * lst + j + k];
+            a3[k] = lat[3 * lst + j + k];
+        }
+        for (int64_t s = 0; s < ns; s++) {
+            const float p0 = p[s], p1 = p[pst + s], p2 = p[2 * pst + s], p3 = p[3 * pst + s], *r = rows + s * ld + j;
+            for (int k = 0; k < 64; k++) {
+                const float x = r[k];
+                a0[k] = fmaf(p0, x, a0[k]);
+                a1[k] = fmaf(p1, x, a1[k]);
+                a2[k] = fmaf(p2, x, a2[k]);
+                a3[k] = fmaf(p3, x, a3[k]);
+            }
+        }
+        for (int k = 0; k < 64; k++) {
+            lat[j + k] = a0[k];
+            lat[lst + j + k] = a1[k];
+            lat[2 * lst + j + k] = a2[k];
+            lat[3 * lst + j + k] = a3[k];
+        }
+    }
+    for (int g = 0; g < 4 && j < len; g++)
+        for (int64_t s = 0; s < ns; s++) {
+            const float ps = p[g * pst + s], *r = rows + s * ld;
+            for (int64_t k = j; k < len; k++) lat[g * lst + k] = fmaf(ps, r[k], lat[g * lst + k]);
+        }
+}
+
 /* q~[j] = sum_d W_UK[d][j] q_C[d], d ascending (wuk: [nope][kvl]). */
 static void absorb_query(float *restrict qt, const float *restrict qc, const float *restrict wuk, int64_t nope,
                          int64_t kvl) {
@@ -219,8 +256,10 @@ static void group_latent(const mla_attn *a, int64_t t, int64_t h0, int64_t G, in
     for (int64_t g = 0; g < gh; g++) memset(lat + g * kvl + j0, 0, sizeof(float) * (size_t)nj);
     for (int64_t s = 0; s < nk; s += ROW_TILE) {
         const int64_t nt = nk - s < ROW_TILE ? nk - s : ROW_TILE;
-        for (int64_t g = 0; g < gh; g++)
-            accumulate_rows(lat + g * kvl + j0, sc + g * ctx + s, keys + s * row + j0, row, nt, nj);
+        int64_t g = 0;
+        for (; g + 4 <= gh; g += 4)
+            accumulate_rows4(lat + g * kvl + j0, kvl, sc + g * ctx + s, ctx, keys + s * row + j0, row, nt, nj);
+        for (; g < gh; g++) accumulate_rows(lat + g * kvl + j0, sc + g * ctx + s, keys + s * row + j0, row, nt, nj);
     }
 }
 

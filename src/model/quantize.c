@@ -167,6 +167,8 @@ static dsv3_status build_plan(const dsv3_model *m, const char *in_dir, int64_t B
         } else {
             e->shard = p->n_shards;
             p->shard_names[p->n_shards++] = (char *)base_name(t->file);
+            if (!ends_with(base_name(t->file), ".safetensors")) /* never overwrite config.json & co. */
+                st = dsv3_fail(err, DSV3_ERR_FORMAT, "%s: shard file name does not end in .safetensors", t->file);
             if (dsv3_hashmap_put(files, t->file, (void *)(uintptr_t)p->n_shards, NULL) < 0)
                 st = dsv3_fail(err, DSV3_ERR_NOMEM, "quantize: out of memory");
         }

@@ -13,24 +13,24 @@
 
 /* prompt tokens: many tiles of 16 rows, not a multiple of 4 or 16, and long enough that the decode
  * steps of the tiny model (4 heads x 40-float cache rows) run multi-threaded, in the few-token schedule */
-#define P 461
+#define PLONG 461
 #define D 4  /* decode steps */
 
-/* Prefill P tokens (all logits) then D greedy steps; logits [(P + D), V]. */
-static int run(dsv3_model *m, const int32_t *prompt, float *logits, int64_t V) {
+/* Prefill np tokens (all logits) then D greedy steps; logits [(np + D), V]. */
+static int run(dsv3_model *m, const int32_t *prompt, int64_t np, float *logits, int64_t V) {
     dsv3_error err = {0};
     dsv3_kv_cache *kc = NULL;
-    if (dsv3_kv_cache_new(m, P + D + 1, &kc, &err)) return -1;
-    dsv3_batch_item it = {kc, prompt, P};
+    if (dsv3_kv_cache_new(m, np + D + 1, &kc, &err)) return -1;
+    dsv3_batch_item it = {kc, prompt, np};
     dsv3_forward_out out = {.logits = logits};
     int rc = dsv3_forward(m, &it, 1, &out, &err) ? -1 : 0;
     for (int i = 0; i < D && !rc; i++) {
-        const float *last = logits + (P - 1 + i) * V;
+        const float *last = logits + (np - 1 + i) * V;
         int32_t tok = 0;
         for (int64_t v = 1; v < V; v++)
             if (last[v] > last[tok]) tok = (int32_t)v;
         dsv3_batch_item st = {kc, &tok, 1};
-        dsv3_forward_out o1 = {.logits = logits + (P + i) * V};
+        dsv3_forward_out o1 = {.logits = logits + (np + i) * V};
         rc = dsv3_forward(m, &st, 1, &o1, &err) ? -1 : 0;
     }
     if (rc) test_fail_at(__FILE__, __LINE__, "forward: %s", err.msg);
@@ -45,38 +45,42 @@ static void thread_invariance(const char *set) {
     if (r > 0) { test_skip("fixtures absent"); return; }
     if (r < 0) return;
     const int64_t V = dsv3_model_config(m)->vocab_size;
-    int32_t prompt[P];
-    for (int i = 0; i < P; i++) prompt[i] = (int32_t)((i * 7919 + 13) % V);
-    float *base = malloc(sizeof(float) * (P + D) * V), *got = malloc(sizeof(float) * (P + D) * V);
-    int saved = omp_get_max_threads();
-    omp_set_num_threads(1);
-    int ok = run(m, prompt, base, V) == 0;
-    for (int nt = 2; nt <= 4 && ok; nt++) {
-        omp_set_num_threads(nt);
-        ok = run(m, prompt, got, V) == 0;
-        for (int64_t row = 0; ok && row < P + D; row++)
-            if (memcmp(base + row * V, got + row * V, sizeof(float) * V) != 0) {
-                test_fail_at(__FILE__, __LINE__, "%s: logits of row %lld differ between 1 and %d threads", set,
-                             (long long)row, nt);
-                ok = 0;
-            }
+    int32_t prompt[PLONG];
+    for (int i = 0; i < PLONG; i++) prompt[i] = (int32_t)((i * 7919 + 13) % V);
+    float *base = malloc(sizeof(float) * (PLONG + D) * V), *got = malloc(sizeof(float) * (PLONG + D) * V);
+    int saved = omp_get_max_threads(), ok = 1;
+    /* a short context too: there decode uses smaller head groups per thread (other latent kernel) */
+    const int64_t lens[2] = {20, PLONG};
+    for (int li = 0; li < 2 && ok; li++) {
+        omp_set_num_threads(1);
+        ok = run(m, prompt, lens[li], base, V) == 0;
+        for (int nt = 2; nt <= 4 && ok; nt++) {
+            omp_set_num_threads(nt);
+            ok = run(m, prompt, lens[li], got, V) == 0;
+            for (int64_t row = 0; ok && row < lens[li] + D; row++)
+                if (memcmp(base + row * V, got + row * V, sizeof(float) * V) != 0) {
+                    test_fail_at(__FILE__, __LINE__, "%s: prompt %lld: logits of row %lld differ between 1 and %d threads",
+                                 set, (long long)lens[li], (long long)row, nt);
+                    ok = 0;
+                }
+        }
     }
     omp_set_num_threads(saved);
     /* packed logits: rows 3, 17 and P-1 of the prefill */
     if (ok) {
         dsv3_error err = {0};
         dsv3_kv_cache *kc = NULL;
-        uint8_t mask[P] = {0};
-        mask[3] = mask[17] = mask[P - 1] = 1;
+        uint8_t mask[PLONG] = {0};
+        mask[3] = mask[17] = mask[PLONG - 1] = 1;
         float *packed = malloc(sizeof(float) * 3 * V);
-        if (dsv3_kv_cache_new(m, P, &kc, &err)) {
+        if (dsv3_kv_cache_new(m, PLONG, &kc, &err)) {
             test_fail_at(__FILE__, __LINE__, "%s", err.msg);
         } else {
-            dsv3_batch_item it = {kc, prompt, P};
+            dsv3_batch_item it = {kc, prompt, PLONG};
             dsv3_forward_out out = {.logits = packed, .logits_mask = mask, .logits_packed = 1};
             if (dsv3_forward(m, &it, 1, &out, &err)) test_fail_at(__FILE__, __LINE__, "%s", err.msg);
             else if (memcmp(packed, base + 3 * V, sizeof(float) * V) || memcmp(packed + V, base + 17 * V, sizeof(float) * V) ||
-                     memcmp(packed + 2 * V, base + (P - 1) * V, sizeof(float) * V))
+                     memcmp(packed + 2 * V, base + (PLONG - 1) * V, sizeof(float) * V))
                 test_fail_at(__FILE__, __LINE__, "%s: packed logits differ from the full prefill's rows", set);
         }
         dsv3_kv_cache_free(kc);

@@ -103,7 +103,8 @@ typedef struct {
 
 /* out[t*ldo + j] = dot(row j, x[t*ldx ...]) for j < R (<= 2), t < TT (<= 3). */
 AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
-             int64_t ldx, int64_t n, float *out, int64_t ldo) {
+             int64_t ldx, int64_t n, float *out, int64_t ldo, int64_t pf) {
+    const int esz = kind == K_F32 ? 4 : kind == K_BF16 || kind == K_F16 ? 2 : 1;
     __m256 acc[2][3][4];
     for (int j = 0; j < R; j++)
         for (int t = 0; t < TT; t++)
@@ -111,11 +112,13 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
     const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
     const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
     const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;
-    for (int64_t c0 = 0; c0 < nfull; c0 += bc) {
+    for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) {
         int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
         float sc[2];
-        for (int j = 0; j < R; j++) sc[j] = fp8 ? rw[j].srow[c0 / bc] * fold : 1.0f;
+        for (int j = 0; j < R; j++) sc[j] = fp8 ? rw[j].srow[blk] * fold : 1.0f;
         for (int64_t i = c0; i < c1; i += LANES) {
+            if (pf) /* software prefetch of each row stream (see matmul_avx512.c PF_BYTES) */
+                for (int j = 0; j < R; j++) _mm_prefetch((const char *)rw[j].p + i * esz + pf, _MM_HINT_T0);
             int special = kind == K_GENERIC;
             if (fp8)
                 for (int j = 0; j < R; j++) special |= fp8_has_nan(kind, rw[j].p + i);
@@ -165,9 +168,11 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
 
 /* ------------------------------------------------------------ decode path */
 
+#define PF_BYTES 16384 /* software prefetch distance of the weight row streams */
+
 #define DIRECT_FN(R, TT, KIND, NAME)                                                                                  \
     static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo) {              \
-        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo);                                                      \
+        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo, PF_BYTES);                                            \
     }
 #define DIRECT_SET(KIND, SFX)                                                                                          \
     DIRECT_FN(2, 1, KIND, d21_##SFX) DIRECT_FN(1, 1, KIND, d11_##SFX) DIRECT_FN(1, 2, KIND, d12_##SFX)                \
@@ -212,7 +217,7 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
 
 #define F32_FN(TT)                                                                                                     \
     static void g1##TT(const row_ref *rw, const float *x, int64_t n, float *out, int64_t ldo) {                       \
-        tile(1, TT, K_F32, NULL, rw, x, n, n, out, ldo);                                                               \
+        tile(1, TT, K_F32, NULL, rw, x, n, n, out, ldo, 0);                                                               \
     }
 F32_FN(1) F32_FN(2) F32_FN(3)
 typedef void (*f32_fn)(const row_ref *, const float *, int64_t, float *, int64_t);
@@ -266,9 +271,9 @@ static void decode_row_avx2(const dsv3_weight *W, int64_t r, float *dst) {
     const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
     const int64_t bc = fp8 ? W->block_c : nfull + LANES;
     const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;
-    for (int64_t c0 = 0; c0 < nfull; c0 += bc) {
+    for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) {
         int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
-        float sc = fp8 ? rw.srow[c0 / bc] * fold : 1.0f;
+        float sc = fp8 ? rw.srow[blk] * fold : 1.0f;
         for (int64_t i = c0; i < c1; i += LANES) {
             if (fp8 && fp8_has_nan(kind, rw.p + i)) {
                 dsv3_cpu_decode_span(W, r, i, LANES, dst + i);

@@ -7,11 +7,19 @@
  * Prefill and decode use this same path, so a token's result is bitwise the
  * same however it is batched.
  *
- * Speed: one work item is (token, group of heads); it computes q~ for its
- * heads, then streams the token's cache rows in tiles of 16, each tile used
- * by every head of the group (scores), and again for the latent sums, so the
- * cache is read twice per group instead of twice per head (at 4096 tokens of
- * context a layer's cache is 4096 x 576 floats). */
+ * Speed: heads are processed in groups of up to 16 that share every pass over
+ * a token's cache rows (at 4096 tokens of context a V3 layer's cache is
+ * 4096 x 576 floats): q~ of the group is stored transposed so that the scores
+ * of a tile of 16 rows are computed with the heads as vector lanes, and the
+ * latent sums take 4 heads per cache value loaded. Many tokens (prefill): one
+ * thread per (token, group). Few tokens at long contexts (decode): the threads
+ * split one token's phases (score row chunks, latent column chunks).
+ *
+ * Every kernel uses explicit fmaf in a fixed order per output element (a score:
+ * one chain over the row, j ascending; a latent element: one chain over the
+ * keys, s ascending; q~ and W_UV products likewise fixed), so neither the group
+ * size, the schedule, the vector width nor the thread count changes a result
+ * (tests/model/test_mla_invariance.c). */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -326,12 +334,11 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
         float *qt = ws->head_scratch;              /* [n][ngroups][row][16] */
         float *sc = qt + n * ngroups * row * 16;   /* [n][nh][ctx] */
         float *lat = sc + n * nh * ws->ctx;        /* [n][nh][kvl] */
-        const int64_t nch = (ws->ctx + SCORE_CHUNK - 1) / SCORE_CHUNK, ncol = (kvl + 63) / 64;
+        const int64_t nch = (nk_max + SCORE_CHUNK - 1) / SCORE_CHUNK, ncol = (kvl + 63) / 64;
 #pragma omp parallel
         {
 #pragma omp for schedule(static)
-            for (int64_t it = 0; it < n * ngroups; it++)
-            {
+            for (int64_t it = 0; it < n * ngroups; it++) {
                 const int64_t t = it / ngroups, h0 = (it % ngroups) * G;
                 group_query(&a, t, h0, G, qt + it * row * 16, lat + (t * nh + h0) * kvl); /* own latent rows as tmp */
             }

@@ -17,6 +17,12 @@ void dsv3_model_free(dsv3_model *m);
 const dsv3_config *dsv3_model_config(const dsv3_model *m);
 /* 1 if the checkpoint has the MTP layer(s) (num_nextn_predict_layers > 0 and tensors present). */
 int dsv3_model_has_mtp(const dsv3_model *m);
+/* MTP drafts choose among token ids [0, n) only (0 or >= vocab: all ids). Byte-level BPE
+ * vocabularies number tokens in merge order, roughly by frequency, so a small prefix holds
+ * most drafts while the draft's lm_head shrinks to n rows (spec §4.3; the idea of
+ * frequency-ranked draft vocabularies). Verification is unchanged: greedy output stays
+ * identical and sampled output keeps its distribution; only the acceptance rate moves. */
+void dsv3_model_set_mtp_draft_vocab(dsv3_model *m, int64_t n);
 /* Number of MoE layers in the main model. */
 int64_t dsv3_model_n_moe_layers(const dsv3_model *m);
 
@@ -89,7 +95,8 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *cache, const int32_t *pr
                           int64_t max_new, struct dsv3_sampler *smp, int use_mtp, int32_t eos_id, dsv3_token_cb cb,
                           void *ctx, dsv3_gen_stats *stats, dsv3_error *err);
 
-/* As dsv3_mtp_forward but computes logits only for the last row (logits: [vocab]). */
+/* As dsv3_mtp_forward but computes logits only for the last row (logits: [vocab]), over
+ * the draft vocabulary (dsv3_model_set_mtp_draft_vocab; -inf past it). */
 dsv3_status dsv3_mtp_forward_last(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
                                   int64_t n, float *logits, dsv3_error *err);
 

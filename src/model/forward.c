@@ -1,5 +1,6 @@
 /* Model forward (spec §3.10) and the MTP module (spec §4.1). */
 #include <omp.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,7 +173,12 @@ static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float 
     dsv3_mla_forward(m, &mt->block, c->num_hidden_layers, caches, ws->x, n);
     dsv3_ffn_forward(m, &mt->block, ws->x, n, NULL, NULL);
     for (int64_t t = 0; t < n; t++) dsv3_rmsnorm(ws->hn + t * H, ws->x + t * H, mt->head_norm, H, eps);
-    if (logits && last_only) m->be->matmul(logits, ws->hn + (n - 1) * H, 1, &m->lm_head);
+    if (logits && last_only) {
+        /* the draft's head: rows [0, Vd) of lm_head; ids past the draft vocabulary get -inf */
+        const int64_t V = c->vocab_size, Vd = m->mtp_draft_vocab ? m->mtp_draft_vocab : V;
+        m->be->matmul_rows(logits, Vd, ws->hn + (n - 1) * H, 1, &m->lm_head, 0, Vd);
+        for (int64_t v = Vd; v < V; v++) logits[v] = -INFINITY;
+    }
     else if (logits) head_logits(m, ws->hn, n, logits, NULL, 0);
     cache->mtp_len += n;
     return DSV3_OK;

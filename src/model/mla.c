@@ -205,6 +205,59 @@ static void accumulate_rows(float *restrict lat, const float *restrict p, const 
 DEFINE_SCORES(8)
 DEFINE_SCORES(16)
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_SCORES_ROWS_AVX512 1
+/* The same scores with the ROWS as vector lanes, for groups of at most 8 heads (where heads-as-lanes
+ * leaves lanes idle): 16 cache rows x 16 columns are loaded and transposed in registers, then
+ * acc_g[i] = fmaf(rows[i][j], qT[j][g], acc_g[i]) for j ascending — per (row, head) the very fmaf
+ * chain of scores_tile_8, so the results are bitwise the same. Writes sc[g * ctx + i] = scale * acc_g[i]
+ * for i < nrows (<= 16), g < gh (<= 8). */
+__attribute__((target("avx512f"))) static void scores_tile_rows_avx512(const float *restrict qT, int64_t HL, int64_t gh,
+                                                                       const float *restrict rows, int64_t ld,
+                                                                       int64_t nrows, int64_t len, float scale,
+                                                                       float *restrict sc, int64_t ctx) {
+    __m512 acc[8];
+    for (int g = 0; g < 8; g++) acc[g] = _mm512_setzero_ps();
+    for (int64_t j0 = 0; j0 < len; j0 += 16) {
+        const int64_t nj = len - j0 < 16 ? len - j0 : 16;
+        const __mmask16 cm = (__mmask16)((1u << nj) - 1);
+        __m512 r[16], t[16], u[16], v[16];
+        for (int i = 0; i < 16; i++) r[i] = i < nrows ? _mm512_maskz_loadu_ps(cm, rows + i * ld + j0) : _mm512_setzero_ps();
+        /* 16x16 transpose; afterwards c[j] = column j0 + j of the 16 rows */
+        for (int i = 0; i < 16; i += 2) { /* per 128-bit lane: (a0 b0 a1 b1), (a2 b2 a3 b3) */
+            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int k = 0; k < 16; k += 4) { /* u[k + m], lane L: rows k..k+3 at column 4L + m */
+            u[k] = _mm512_shuffle_ps(t[k], t[k + 2], 0x44);
+            u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], 0xEE);
+            u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+            u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+        }
+        for (int m = 0; m < 4; m++) { /* gather the four row groups' lane L into one vector */
+            v[4 * m] = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88);
+            v[4 * m + 1] = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD);
+            v[4 * m + 2] = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+            v[4 * m + 3] = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
+            r[m] = _mm512_shuffle_f32x4(v[4 * m], v[4 * m + 2], 0x88);
+            r[8 + m] = _mm512_shuffle_f32x4(v[4 * m], v[4 * m + 2], 0xDD);
+            r[4 + m] = _mm512_shuffle_f32x4(v[4 * m + 1], v[4 * m + 3], 0x88);
+            r[12 + m] = _mm512_shuffle_f32x4(v[4 * m + 1], v[4 * m + 3], 0xDD);
+        }
+        for (int64_t j = 0; j < nj; j++) {
+            const float *q = qT + (j0 + j) * HL;
+            for (int g = 0; g < gh; g++) acc[g] = _mm512_fmadd_ps(r[j], _mm512_set1_ps(q[g]), acc[g]);
+        }
+    }
+    float out[16];
+    for (int g = 0; g < gh; g++) {
+        _mm512_storeu_ps(out, _mm512_mul_ps(acc[g], _mm512_set1_ps(scale)));
+        for (int64_t i = 0; i < nrows; i++) sc[g * ctx + i] = out[i];
+    }
+}
+#endif
+
 /* ---- one token's attention, by pieces (the same arithmetic whichever schedule calls them) ---- */
 
 #define SCORE_CHUNK 64        /* cache rows per scores work unit in the few-token schedule */
@@ -245,6 +298,16 @@ static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, row = a->row, ctx = a->ws->ctx;
     const float *keys = token_keys(a, t);
     float tile[ROW_TILE * 16];
+#ifdef HAVE_SCORES_ROWS_AVX512
+    /* a speed choice only: both kernels give the same bits (the golden test compares the ISA paths) */
+    if (gh <= 8 && dsv3_cpu_isa_get() >= DSV3_CPU_ISA_AVX512) {
+        for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
+            const int64_t nt = s0 + ns - s < ROW_TILE ? s0 + ns - s : ROW_TILE;
+            scores_tile_rows_avx512(qt, HL, gh, keys + s * row, row, nt, row, a->sigma, sc + s, ctx);
+        }
+        return;
+    }
+#endif
     for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
         const int64_t nt = s0 + ns - s < ROW_TILE ? s0 + ns - s : ROW_TILE;
         if (HL == 16) scores_tile_16(qt, keys + s * row, row, nt, row, a->sigma, tile);

@@ -63,6 +63,7 @@ struct dsv3_model {
     float *final_norm;
     dsv3_layer *layers;
     int has_mtp;                         /* n_mtp > 0 */
+    int64_t mtp_draft_vocab;             /* dsv3_mtp_forward_last logits: ids [0, this); 0 = all */
     int n_mtp;                           /* MTP modules (depths) loaded; inference drafts with mtp[0] */
     dsv3_mtp_module mtp[DSV3_MAX_MTP];
     float *rope_freqs;                   /* [rope_dim/2] YaRN-corrected */

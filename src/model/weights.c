@@ -252,4 +252,7 @@ void dsv3_model_free(dsv3_model *m) {
 
 const dsv3_config *dsv3_model_config(const dsv3_model *m) { return &m->cfg; }
 int dsv3_model_has_mtp(const dsv3_model *m) { return m->has_mtp; }
+void dsv3_model_set_mtp_draft_vocab(dsv3_model *m, int64_t n) {
+    m->mtp_draft_vocab = n > 0 && n < m->cfg.vocab_size ? n : 0;
+}
 int64_t dsv3_model_n_moe_layers(const dsv3_model *m) { return m->n_moe_layers; }

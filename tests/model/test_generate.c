@@ -49,6 +49,13 @@ static void mtp_equivalence(const char *set) {
         CHECK(a.n == 48 && b.n == 48);
         CHECK_MSG(!memcmp(a.toks, b.toks, sizeof(int32_t) * 48), "%s: greedy output differs with --mtp", set);
         CHECK(gb.mtp_drafted > 0 && ga.mtp_drafted == 0);
+        /* a draft vocabulary of the first 100 ids: the same greedy output, fewer accepted drafts */
+        dsv3_model_set_mtp_draft_vocab(m, 100);
+        if (run(m, 1, 0.0f, 0, 48, &b, &gb) == 0) {
+            CHECK_MSG(b.n == 48 && !memcmp(a.toks, b.toks, sizeof(int32_t) * 48), "%s: greedy output differs with a draft vocabulary", set);
+            CHECK(gb.mtp_drafted > 0);
+        }
+        dsv3_model_set_mtp_draft_vocab(m, 0);
         /* sampling with MTP: same seed, same tokens */
         if (run(m, 1, 0.9f, 11, 32, &a, &ga) == 0 && run(m, 1, 0.9f, 11, 32, &b, &gb) == 0)
             CHECK(a.n == 32 && !memcmp(a.toks, b.toks, sizeof(int32_t) * 32));

@@ -78,9 +78,16 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
     for (int64_t i = 0; i + 1 < n_prompt; i++) next[i] = prompt[i + 1];
     next[n_prompt - 1] = t;
     if ((s = dsv3_mtp_forward_last(m, kc, hid, next, n_prompt, logits, err))) goto done;
+    const int greedy = !(smp->p.temperature > 0);
     for (;;) {
-        dsv3_sampler_probs(smp, logits, V, q);
-        int32_t d = dsv3_sample_from(smp, q, V);
+        /* greedy: the draft is the argmax, accepted iff the main model's argmax is the same (what the
+         * general rule below reduces to with one-hot distributions, without its passes over the vocab) */
+        int32_t d;
+        if (greedy) d = dsv3_argmax(logits, V);
+        else {
+            dsv3_sampler_probs(smp, logits, V, q);
+            d = dsv3_sample_from(smp, q, V);
+        }
         /* verify: main model on [t, d] at positions len, len+1 */
         int32_t pair[2] = {t, d};
         int64_t base = kc->len;
@@ -88,6 +95,26 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
         dsv3_forward_out o2 = {.logits = logits, .final_hidden = hid};
         if ((s = dsv3_forward(m, &step, 1, &o2, err))) goto done;
         st->mtp_drafted++;
+        if (greedy) {
+            int32_t t1 = dsv3_argmax(logits, V);
+            if (t1 == d) {
+                st->mtp_accepted++;
+                if (emit(&e, d)) goto finish;
+                int32_t t2 = dsv3_argmax(logits + V, V);
+                if (emit(&e, t2)) goto finish;
+                next[0] = d;
+                next[1] = t2;
+                if ((s = dsv3_mtp_forward_last(m, kc, hid, next, 2, logits, err))) goto done;
+                t = t2;
+            } else {
+                dsv3_kv_cache_truncate(kc, base + 1, -1);
+                if (emit(&e, t1)) goto finish;
+                next[0] = t1;
+                if ((s = dsv3_mtp_forward_last(m, kc, hid, next, 1, logits, err))) goto done;
+                t = t1;
+            }
+            continue;
+        }
         dsv3_sampler_probs(smp, logits, V, p0);
         /* accept with probability min(1, p(d)/q(d)) */
         double u = smp->p.temperature > 0 ? dsv3_rand_uniform(&smp->rng) : 0.0;

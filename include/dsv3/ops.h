@@ -38,19 +38,25 @@ typedef struct {
 
 const dsv3_backend *dsv3_backend_cpu(void);
 
-/* CPU instruction-set paths of the CPU backend. Every path gives bitwise
- * identical results (32 fmaf partial sums per dot product, fixed reduction
- * tree); they differ only in speed. Chosen once at first use: the best the CPU
- * supports, or DSV3_CPU_ISA=scalar|avx2|avx512|auto from the environment (an
- * invalid or unsupported value is reported on stderr and auto is used). */
+/* CPU instruction-set paths of the CPU backend. scalar, avx2 and avx512 give
+ * bitwise identical results (32 fmaf partial sums per dot product, fixed
+ * reduction tree); they differ only in speed. amx runs BF16 and FP8 weights
+ * through the AMX tile kernel (src/ops/cpu/amx.h: f32-accurate, batch and
+ * thread invariant, but NOT bitwise equal to the other paths) at every T,
+ * everything else on avx512. Chosen once at first use: the automatic choice,
+ * or DSV3_CPU_ISA=scalar|avx2|avx512|amx|auto from the environment (an invalid
+ * or unsupported value is reported on stderr and auto is used). */
 typedef enum {
-    DSV3_CPU_ISA_AUTO = -1, /* best supported */
+    DSV3_CPU_ISA_AUTO = -1, /* automatic choice (see dsv3_cpu_isa_best) */
     DSV3_CPU_ISA_SCALAR = 0,
     DSV3_CPU_ISA_AVX2,   /* AVX2 + FMA + F16C */
     DSV3_CPU_ISA_AVX512, /* AVX-512 F/BW/VL */
+    DSV3_CPU_ISA_AMX,    /* AVX-512 + AMX-BF16 for BF16/FP8 weights */
     DSV3_CPU_ISA_COUNT
 } dsv3_cpu_isa;
 
+/* What AUTO selects on this CPU. */
+dsv3_cpu_isa dsv3_cpu_isa_best(void);
 /* The path in use (never AUTO). */
 dsv3_cpu_isa dsv3_cpu_isa_get(void);
 /* Selects a path for all later calls (AUTO = best supported); returns 0, or -1
@@ -58,7 +64,7 @@ dsv3_cpu_isa dsv3_cpu_isa_get(void);
 int dsv3_cpu_isa_set(dsv3_cpu_isa isa);
 /* 1 when this CPU (and OS) can run isa (AUTO: always). */
 int dsv3_cpu_isa_supported(dsv3_cpu_isa isa);
-/* "scalar", "avx2", "avx512", "auto". */
+/* "scalar", "avx2", "avx512", "amx", "auto". */
 const char *dsv3_cpu_isa_name(dsv3_cpu_isa isa);
 /* Parses one of those names; returns 0, or -1 if unknown. */
 int dsv3_cpu_isa_parse(const char *name, dsv3_cpu_isa *out);

@@ -1,5 +1,8 @@
 /* Golden tests: full forward vs HF transformers on the tiny (BF16) and small (FP8)
- * fixtures, on every CPU ISA path (whose results must also be bitwise identical). */
+ * fixtures, on every CPU ISA path, all with the same tolerances. scalar, avx2
+ * and avx512 must also give bitwise identical logits; amx (the AMX kernel for
+ * BF16/FP8 weights) is not bitwise equal to them and is only held to the
+ * tolerances. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,8 +71,9 @@ static void golden_forward_isa(const char *set, dsv3_cpu_isa isa, float **first_
         fprintf(stderr, "    %s router: %lld idx mismatches, max weight err %.3g\n", set, (long long)idx_bad, wmax);
         if (idx_bad) test_fail_at(__FILE__, __LINE__, "%lld router choices differ", (long long)idx_bad);
         if (!(wmax <= 1e-5)) test_fail_at(__FILE__, __LINE__, "router weights err %.3g", wmax);
-        /* every ISA path gives the same bits */
-        if (!*first_logits) {
+        /* every ISA path but amx gives the same bits */
+        if (isa == DSV3_CPU_ISA_AMX) {
+        } else if (!*first_logits) {
             *first_logits = logits;
             logits = NULL;
         } else if (memcmp(*first_logits, logits, sizeof(float) * N * V) != 0) {

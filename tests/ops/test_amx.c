@@ -3,8 +3,10 @@
  * weights, extreme activations. Skips when the CPU/OS has no AMX. */
 #include <omp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../test.h"
 #include "dsv3/ops.h"
@@ -274,4 +276,36 @@ TEST(amx_matmul_long_prompt_regions) {
         free(y1);
         free_weight(&tw);
     }
+}
+
+/* The model-level invariance tests (cached decode == full recompute and batch
+ * invariance, MTP greedy output unchanged, MLA thread/group invariance, the
+ * long-context and greedy goldens) use the default ISA (avx512 where
+ * available); here the same tests run once more in a child process with
+ * DSV3_CPU_ISA=amx, so every BF16/FP8 matmul goes through the AMX kernel. */
+TEST(amx_isa_model_invariance) {
+    SKIP_WITHOUT_AMX();
+    if (!dsv3_cpu_isa_supported(DSV3_CPU_ISA_AMX)) SKIP("amx ISA level unsupported");
+    if (getenv("DSV3_CPU_ISA")) SKIP("DSV3_CPU_ISA set: the suite already runs on a fixed path");
+    if (!test_fixtures_dir()) SKIP("fixtures absent");
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) SKIP("cannot find the test binary");
+    self[n] = 0;
+    char cmd[8192], line[1024];
+    snprintf(cmd, sizeof cmd,
+             "DSV3_CPU_ISA=amx '%s' cache_batch_invariance generate_mtp_greedy_identical mla_thread_group_invariance "
+             "golden_long golden_greedy golden_forward 2>&1",
+             self);
+    FILE *f = popen(cmd, "r");
+    CHECK(f);
+    int passed = -1, failed = -1, skipped = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "[ FAIL ]") || strstr(line, ".c:")) fprintf(stderr, "    amx child: %s", line);
+        sscanf(line, "%d passed, %d failed, %d skipped", &passed, &failed, &skipped);
+    }
+    int rc = pclose(f);
+    fprintf(stderr, "    on DSV3_CPU_ISA=amx: %d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    CHECK_MSG(rc == 0 && failed == 0 && passed >= 12, "model invariance tests on amx: rc %d, %d passed, %d failed", rc,
+              passed, failed);
 }

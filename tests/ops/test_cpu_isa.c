@@ -1,6 +1,10 @@
 /* CPU ISA paths (scalar / AVX2 / AVX-512): every path must give bitwise the
  * same results as the scalar reference for every dtype, shape, block shape, T,
- * thread count and (mis)alignment; DSV3_CPU_ISA handling. */
+ * thread count and (mis)alignment. The AMX path (BF16/FP8 weights on the AMX
+ * kernel, the rest on AVX-512): within f32 accuracy of a double reference and
+ * bitwise invariant across T, threads and row ranges (F32/F16 weights and row
+ * decode bitwise equal to scalar). DSV3_CPU_ISA handling. */
+#include <float.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +12,7 @@
 
 #include "../test.h"
 #include "dsv3/ops.h"
+#include "ops/cpu/amx.h"
 
 static uint64_t rng(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -72,24 +77,63 @@ static int same_bits(const float *a, const float *b, int64_t n, int64_t *where) 
     return 1;
 }
 
+/* AMX path: y[t][o] vs the double reference (W decoded exactly, since the row
+ * decode is the reference one): |y - ref| <= 2e-6 sum|w x| + 1e-43 (f32
+ * accumulation; the floor covers subnormal products); elements whose sum|w x|
+ * overflows f32 are unconstrained; a non-finite reference (NaN/Inf codes)
+ * needs a non-finite result. */
+static void check_amx_vs_ref(const dsv3_weight *W, const float *x, int64_t T, const float *y, const char *what) {
+    const int64_t rows = W->rows, cols = W->cols;
+    float *row = malloc(sizeof(float) * (size_t)cols);
+    for (int64_t o = 0; o < rows && !test_failed_now(); o++) {
+        dsv3_weight_row_f32(W, o, row);
+        for (int64_t t = 0; t < T; t++) {
+            const float *xt = x + t * cols;
+            double ref = dsv3_dot_ref(row, xt, cols), mag = 0;
+            for (int64_t i = 0; i < cols; i++) mag += fabs((double)row[i] * xt[i]);
+            double got = y[t * rows + o];
+            int ok;
+            if (!isfinite(ref)) ok = !isfinite(got);
+            else if (!(mag <= FLT_MAX)) ok = 1;
+            else ok = fabs(got - ref) <= 2e-6 * mag + 1e-43;
+            if (!ok) {
+                test_fail_at(__FILE__, __LINE__, "%s: amx out[%lld][%lld] = %.9g, reference %.9g (sum|wx| %.3g)", what,
+                             (long long)t, (long long)o, got, ref, mag);
+                break;
+            }
+        }
+    }
+    free(row);
+}
+
 /* Runs W x for every T in Ts on every ISA and thread count; all must equal the
- * scalar single-thread T=max result bitwise. x is misaligned by xmis floats. */
+ * scalar single-thread T=max result bitwise (amx for BF16/FP8: its own
+ * single-thread T=max result bitwise, and that within tolerance of the double
+ * reference). x is misaligned by xmis floats. */
 static void check_all_paths(const dsv3_weight *W, int xmis, uint64_t seed, const char *what) {
     static const int64_t Ts[] = {1, 2, 3, 5, 16, 17};
     const int64_t TMAX = 17, rows = W->rows, cols = W->cols;
     uint64_t s = seed;
     float *xa = malloc(sizeof(float) * (size_t)(TMAX * cols + 16)), *x = xa + xmis;
     for (int64_t i = 0; i < TMAX * cols; i++) x[i] = frand(&s);
-    float *ref = malloc(sizeof(float) * (size_t)(TMAX * rows)), *y = malloc(sizeof(float) * (size_t)(TMAX * rows));
+    float *ref0 = malloc(sizeof(float) * (size_t)(TMAX * rows)), *y = malloc(sizeof(float) * (size_t)(TMAX * rows));
+    float *ref_amx = malloc(sizeof(float) * (size_t)(TMAX * rows));
     float *dref = malloc(sizeof(float) * (size_t)cols), *drow = malloc(sizeof(float) * (size_t)cols);
     const dsv3_backend *be = dsv3_backend_cpu();
     int nt0 = omp_get_max_threads();
     dsv3_cpu_isa_set(DSV3_CPU_ISA_SCALAR);
     omp_set_num_threads(1);
-    be->matmul(ref, x, TMAX, W);
+    be->matmul(ref0, x, TMAX, W);
     for (int isa = 0; isa < DSV3_CPU_ISA_COUNT && !test_failed_now(); isa++) {
         if (!dsv3_cpu_isa_supported((dsv3_cpu_isa)isa)) continue;
         dsv3_cpu_isa_set((dsv3_cpu_isa)isa);
+        const float *ref = ref0;
+        if (isa == DSV3_CPU_ISA_AMX && dsv3_amx_supports(W)) { /* its own reference, checked against double */
+            omp_set_num_threads(1);
+            be->matmul(ref_amx, x, TMAX, W);
+            check_amx_vs_ref(W, x, TMAX, ref_amx, what);
+            ref = ref_amx;
+        }
         for (int th = 1; th <= 2 && !test_failed_now(); th++) {
             omp_set_num_threads(th);
             for (size_t k = 0; k < sizeof Ts / sizeof Ts[0] && !test_failed_now(); k++) {
@@ -97,9 +141,9 @@ static void check_all_paths(const dsv3_weight *W, int xmis, uint64_t seed, const
                 for (int64_t i = 0; i < T * rows; i++) y[i] = 12345.0f;
                 be->matmul(y, x, T, W);
                 if (!same_bits(y, ref, T * rows, &bad))
-                    test_fail_at(__FILE__, __LINE__, "%s: %s threads %d T=%lld: out[%lld][%lld] = %.9g, scalar %.9g", what,
+                    test_fail_at(__FILE__, __LINE__, "%s: %s threads %d T=%lld: out[%lld][%lld] = %.9g, %s %.9g", what,
                                  dsv3_cpu_isa_name((dsv3_cpu_isa)isa), th, (long long)T, (long long)(bad / rows),
-                                 (long long)(bad % rows), y[bad], ref[bad]);
+                                 (long long)(bad % rows), y[bad], ref == ref0 ? "scalar" : "amx T=17", ref[bad]);
             }
         }
         /* a row subrange with a wider output stride */
@@ -115,7 +159,7 @@ static void check_all_paths(const dsv3_weight *W, int xmis, uint64_t seed, const
             }
             free(z);
         }
-        /* row decode */
+        /* row decode (bitwise on every path, amx included) */
         for (int64_t r = 0; r < rows && !test_failed_now(); r += 1 + rows / 7) {
             int64_t bad;
             dsv3_cpu_isa_set(DSV3_CPU_ISA_SCALAR);
@@ -129,7 +173,7 @@ static void check_all_paths(const dsv3_weight *W, int xmis, uint64_t seed, const
     }
     omp_set_num_threads(nt0);
     isa_reset();
-    free(xa); free(ref); free(y); free(dref); free(drow);
+    free(xa); free(ref0); free(ref_amx); free(y); free(dref); free(drow);
 }
 
 static void check_shape(dsv3_dtype dt, int64_t rows, int64_t cols, int64_t br, int64_t bc, int mis, float scale_mul,
@@ -236,18 +280,28 @@ TEST(cpu_isa_api) {
     CHECK(dsv3_cpu_isa_parse("scalar", &isa) == 0 && isa == DSV3_CPU_ISA_SCALAR);
     CHECK(dsv3_cpu_isa_parse("avx2", &isa) == 0 && isa == DSV3_CPU_ISA_AVX2);
     CHECK(dsv3_cpu_isa_parse("avx512", &isa) == 0 && isa == DSV3_CPU_ISA_AVX512);
+    CHECK(dsv3_cpu_isa_parse("amx", &isa) == 0 && isa == DSV3_CPU_ISA_AMX);
     CHECK(dsv3_cpu_isa_parse("auto", &isa) == 0 && isa == DSV3_CPU_ISA_AUTO);
+    CHECK(!strcmp(dsv3_cpu_isa_name(DSV3_CPU_ISA_AMX), "amx"));
+    CHECK(dsv3_cpu_isa_supported(DSV3_CPU_ISA_AMX) == (dsv3_cpu_isa_supported(DSV3_CPU_ISA_AVX512) && dsv3_amx_available()));
     CHECK(dsv3_cpu_isa_parse("sse9", &isa) == -1 && dsv3_cpu_isa_parse("", &isa) == -1);
     CHECK(!strcmp(dsv3_cpu_isa_name(DSV3_CPU_ISA_AVX512), "avx512"));
     CHECK(dsv3_cpu_isa_supported(DSV3_CPU_ISA_SCALAR));
     CHECK(dsv3_cpu_isa_set(DSV3_CPU_ISA_SCALAR) == 0 && dsv3_cpu_isa_get() == DSV3_CPU_ISA_SCALAR);
     CHECK(dsv3_cpu_isa_set((dsv3_cpu_isa)7) == -1 && dsv3_cpu_isa_get() == DSV3_CPU_ISA_SCALAR);
     CHECK(dsv3_cpu_isa_set(DSV3_CPU_ISA_AUTO) == 0);
-    /* auto = the best supported */
+    /* auto = avx512 > avx2 > scalar, the best supported (amx only by name, see README) */
     dsv3_cpu_isa best = dsv3_cpu_isa_supported(DSV3_CPU_ISA_AVX512) ? DSV3_CPU_ISA_AVX512
                         : dsv3_cpu_isa_supported(DSV3_CPU_ISA_AVX2) ? DSV3_CPU_ISA_AVX2
                                                                     : DSV3_CPU_ISA_SCALAR;
+    CHECK(dsv3_cpu_isa_best() == best);
     if (!getenv("DSV3_CPU_ISA")) CHECK(dsv3_cpu_isa_get() == best);
+    if (dsv3_cpu_isa_supported(DSV3_CPU_ISA_AMX)) {
+        CHECK(dsv3_cpu_isa_set(DSV3_CPU_ISA_AMX) == 0 && dsv3_cpu_isa_get() == DSV3_CPU_ISA_AMX);
+        CHECK(dsv3_cpu_isa_set(DSV3_CPU_ISA_AUTO) == 0 && dsv3_cpu_isa_get() == best);
+    } else {
+        CHECK(dsv3_cpu_isa_set(DSV3_CPU_ISA_AMX) == -1);
+    }
     fprintf(stderr, "    cpu isa paths:");
     for (int i = 0; i < DSV3_CPU_ISA_COUNT; i++)
         if (dsv3_cpu_isa_supported((dsv3_cpu_isa)i)) fprintf(stderr, " %s", dsv3_cpu_isa_name((dsv3_cpu_isa)i));

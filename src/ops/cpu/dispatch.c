@@ -1,11 +1,20 @@
-/* CPU backend: runtime ISA dispatch (scalar / AVX2 / AVX-512) and the
+/* CPU backend: runtime ISA dispatch (scalar / AVX2 / AVX-512 / AMX) and the
  * multi-threaded matmul driver.
  *
- * The ISA is chosen once: the best one the CPU (and OS) supports, or the one
- * named by the environment variable DSV3_CPU_ISA=scalar|avx2|avx512|auto; an
- * invalid or unsupported name is reported on stderr and the automatic choice is
- * used. dsv3_cpu_isa_set() changes it at run time (tests). All paths give
- * bitwise identical results (cpu_kernels.h), so switching never changes output. */
+ * The ISA is chosen once: the automatic choice (ISA_AUTO_ORDER below), or the
+ * one named by the environment variable DSV3_CPU_ISA=scalar|avx2|avx512|amx|auto;
+ * an invalid or unsupported name is reported on stderr and the automatic choice
+ * is used. dsv3_cpu_isa_set() changes it at run time (tests). scalar, avx2 and
+ * avx512 give bitwise identical results (cpu_kernels.h).
+ *
+ * amx: every BF16 or FP8 weight goes through the AMX kernel (amx.h) for every
+ * T, decode included, so a weight always uses one kernel and a token's result
+ * does not depend on the batch; all other work (F32/F16 weights, dot products,
+ * row decode) runs on the avx512 kernels. The AMX kernel's results are not
+ * bitwise equal to the other paths', so switching to or from amx changes
+ * output bits (within f32 rounding). The kernel cannot silently fall back: if
+ * it fails (out of memory for its scratch) the process aborts with a message,
+ * since any other kernel would give different bits for the same token. */
 #include <cpuid.h>
 #include <omp.h>
 #include <pthread.h>
@@ -13,11 +22,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amx.h"
 #include "cpu_kernels.h"
 
+/* amx: the avx512 kernels for everything the AMX kernel does not take */
 static const dsv3_cpu_kernels *const g_kernels[DSV3_CPU_ISA_COUNT] = {
-    &dsv3_cpu_kernels_scalar, &dsv3_cpu_kernels_avx2, &dsv3_cpu_kernels_avx512};
-static const char *const g_names[DSV3_CPU_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+    &dsv3_cpu_kernels_scalar, &dsv3_cpu_kernels_avx2, &dsv3_cpu_kernels_avx512, &dsv3_cpu_kernels_avx512};
+static const char *const g_names[DSV3_CPU_ISA_COUNT] = {"scalar", "avx2", "avx512", "amx"};
+
+/* AUTO: the first supported path of this list. */
+static const dsv3_cpu_isa ISA_AUTO_ORDER[] = {DSV3_CPU_ISA_AVX512, DSV3_CPU_ISA_AVX2, DSV3_CPU_ISA_SCALAR};
 
 static int g_supported[DSV3_CPU_ISA_COUNT];
 static int g_best;
@@ -36,15 +50,16 @@ static void isa_init(void) {
     g_supported[DSV3_CPU_ISA_AVX2] = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     g_supported[DSV3_CPU_ISA_AVX512] = g_supported[DSV3_CPU_ISA_AVX2] && __builtin_cpu_supports("avx512f") &&
                                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-    g_best = g_supported[DSV3_CPU_ISA_AVX512] ? DSV3_CPU_ISA_AVX512
-             : g_supported[DSV3_CPU_ISA_AVX2] ? DSV3_CPU_ISA_AVX2
-                                               : DSV3_CPU_ISA_SCALAR;
+    g_supported[DSV3_CPU_ISA_AMX] = g_supported[DSV3_CPU_ISA_AVX512] && dsv3_amx_available();
+    g_best = DSV3_CPU_ISA_SCALAR;
+    for (size_t i = sizeof ISA_AUTO_ORDER / sizeof *ISA_AUTO_ORDER; i-- > 0;)
+        if (g_supported[ISA_AUTO_ORDER[i]]) g_best = ISA_AUTO_ORDER[i];
     int isa = g_best;
     const char *env = getenv("DSV3_CPU_ISA");
     if (env && *env) {
         dsv3_cpu_isa want;
         if (dsv3_cpu_isa_parse(env, &want) != 0)
-            fprintf(stderr, "dsv3: DSV3_CPU_ISA=%s is not one of scalar, avx2, avx512, auto; using %s\n", env,
+            fprintf(stderr, "dsv3: DSV3_CPU_ISA=%s is not one of scalar, avx2, avx512, amx, auto; using %s\n", env,
                     g_names[g_best]);
         else if (want != DSV3_CPU_ISA_AUTO && !g_supported[want])
             fprintf(stderr, "dsv3: DSV3_CPU_ISA=%s is not supported by this CPU; using %s\n", env, g_names[g_best]);
@@ -54,10 +69,12 @@ static void isa_init(void) {
     __atomic_store_n(&g_isa, isa, __ATOMIC_RELEASE);
 }
 
-static inline const dsv3_cpu_kernels *active(void) {
+static inline int active_isa(void) {
     pthread_once(&g_once, isa_init);
-    return g_kernels[__atomic_load_n(&g_isa, __ATOMIC_ACQUIRE)];
+    return __atomic_load_n(&g_isa, __ATOMIC_ACQUIRE);
 }
+
+static inline const dsv3_cpu_kernels *active(void) { return g_kernels[active_isa()]; }
 
 int dsv3_cpu_isa_parse(const char *name, dsv3_cpu_isa *out) {
     if (!name) return -1;
@@ -84,6 +101,11 @@ int dsv3_cpu_isa_set(dsv3_cpu_isa isa) {
     return 0;
 }
 
+dsv3_cpu_isa dsv3_cpu_isa_best(void) {
+    pthread_once(&g_once, isa_init);
+    return (dsv3_cpu_isa)g_best;
+}
+
 dsv3_cpu_isa dsv3_cpu_isa_get(void) {
     pthread_once(&g_once, isa_init);
     return (dsv3_cpu_isa)__atomic_load_n(&g_isa, __ATOMIC_ACQUIRE);
@@ -104,9 +126,18 @@ static void run_block(const dsv3_cpu_kernels *k, float *out, int64_t ld, const f
 
 static void cpu_matmul_rows(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t r0,
                             int64_t r1) {
-    const dsv3_cpu_kernels *k = active();
+    const int isa = active_isa();
     const int64_t n = r1 - r0;
     if (n <= 0 || T <= 0) return;
+    if (isa == DSV3_CPU_ISA_AMX && dsv3_amx_supports(W)) { /* threads on its own (one level, never nested in ours) */
+        if (dsv3_matmul_rows_amx_try(out, ld, x, T, W, r0, r1) != 0) {
+            fprintf(stderr, "dsv3: AMX matmul failed (out of memory) on a %lldx%lld %s weight, T=%lld; aborting\n",
+                    (long long)W->rows, (long long)W->cols, dsv3_dtype_name(W->dtype), (long long)T);
+            abort();
+        }
+        return;
+    }
+    const dsv3_cpu_kernels *k = g_kernels[isa];
     if (n * W->cols * T <= DSV3_OMP_MIN_WORK || n <= ROW_UNIT || omp_in_parallel() || omp_get_max_threads() == 1) {
         run_block(k, out, ld, x, T, W, r0, r0, r1);
         return;

@@ -497,7 +497,10 @@ static AMX_TARGET void strip_chunk(const plan *P, work *wk, const uint8_t *a, in
  * order, zero padding, FP8 per-block zeroing and scale-add), so results are
  * bitwise those of the other path. */
 
-#define SMALL_KB 4       /* k steps per sub-block (A buffer: 8 KB) */
+#define SMALL_KB 4       /* FP8: k steps per sub-block (A buffer: 8 KB) */
+#ifndef SMALL_KB_BF16
+#define SMALL_KB_BF16 2  /* BF16: k steps per sub-block */
+#endif
 #define SMALL_PF_BF16 512 /* software prefetch distance ahead in a weight row, bytes */
 #define SMALL_PF_FP8 512
 
@@ -612,7 +615,8 @@ static AMX_TARGET void strip_small(const plan *P, work *wk, int64_t o0, int64_t 
     const int mr = nrows > 16 ? 2 : 1;
     const int64_t ncp = 3 * P->tc_max / 16, npan = (3 * tc + 15) / 16, pan0 = 3 * t0 / 16;
     const int nr = npan > 1 ? 2 : 1;
-    __m512i tab[4], il[2];
+    __m512i tab[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()},
+            il[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
     if (P->fp8) fp8_tables(P, tab, il);
     float *c[2][2];
     for (int rt = 0; rt < 2; rt++)
@@ -620,8 +624,8 @@ static AMX_TARGET void strip_small(const plan *P, work *wk, int64_t o0, int64_t 
     if (!P->fp8) { /* one pass over k, C in the tiles throughout */
         const int64_t steps_all = P->Kp / KSTEP;
         small_zero(mr, nr);
-        for (int64_t ks = 0; ks < steps_all; ks += SMALL_KB) {
-            const int64_t st = steps_all - ks < SMALL_KB ? steps_all - ks : SMALL_KB;
+        for (int64_t ks = 0; ks < steps_all; ks += SMALL_KB_BF16) {
+            const int64_t st = steps_all - ks < SMALL_KB_BF16 ? steps_all - ks : SMALL_KB_BF16;
             const int64_t n = P->K - KSTEP * ks < KSTEP * st ? P->K - KSTEP * ks : KSTEP * st;
             small_fill(P, wk, tab, il, o0, nrows, KSTEP * ks, n, st);
             small_tiles(P, wk->sbuf, mr, nr, pan0, ks, st);

@@ -39,7 +39,12 @@ int dsv3_amx_supports(const dsv3_weight *W);
 
 /* Same contract as dsv3_backend.matmul_rows: out[t*ld + (o-r0)] = sum_i W[o][i]*x[t][i]
  * for o in [r0, r1), t < T; x is f32 [T][W->cols]. Requires dsv3_amx_available()
- * and dsv3_amx_supports(W). Threads with OpenMP over output rows.
+ * and dsv3_amx_supports(W). Threads with OpenMP over output rows (called inside
+ * a parallel region it runs on the calling thread). Scratch is per thread and
+ * kept between calls (freed at thread exit); only the shared packed activations
+ * of calls with T > 10 are allocated per call. The CPU backend's amx level
+ * (dispatch.c) aborts when this fails: falling back to another kernel would
+ * change a token's bits depending on memory luck.
  * Returns 0, or -1 (out unspecified) when unsupported or out of memory, so the
  * caller can fall back to another kernel. */
 int dsv3_matmul_rows_amx_try(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t r0,

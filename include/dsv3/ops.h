@@ -37,6 +37,10 @@ typedef struct {
 } dsv3_backend;
 
 const dsv3_backend *dsv3_backend_cpu(void);
+/* Nonzero if a matmul could not run since the last call (out of memory for the AMX
+ * kernel's scratch: the amx level never switches kernels, which would change bits);
+ * its outputs were set to NaN. Reading clears it. dsv3_forward turns it into an error. */
+int dsv3_backend_take_failure(void);
 
 /* CPU instruction-set paths of the CPU backend. scalar, avx2 and avx512 give
  * bitwise identical results (32 fmaf partial sums per dot product, fixed

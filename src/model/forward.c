@@ -109,6 +109,7 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
         N += it->n;
         if (it->cache->len + it->n > ctx) ctx = it->cache->len + it->n;
     }
+    (void)dsv3_backend_take_failure(); /* only failures of this call count */
     dsv3_status st = dsv3_ws_reserve(m, N, ctx, err);
     if (st) return st;
     dsv3_workspace *ws = &m->ws;
@@ -137,8 +138,10 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
     for (int64_t t = 0; t < N; t++) dsv3_rmsnorm(ws->hn + t * H, ws->x + t * H, m->final_norm, H, (float)c->rms_norm_eps);
     if (out && out->final_hidden) memcpy(out->final_hidden, ws->hn, sizeof(float) * N * H);
     if (out && out->logits) head_logits(m, ws->hn, N, out->logits, out->logits_mask, out->logits_packed);
-    for (int i = 0; i < n_items; i++) items[i].cache->len += items[i].n;
     free(caches);
+    /* a kernel that could not run left NaNs: the caches do not advance */
+    if (dsv3_backend_take_failure()) return dsv3_fail(err, DSV3_ERR_NOMEM, "forward: out of memory in a matmul kernel");
+    for (int i = 0; i < n_items; i++) items[i].cache->len += items[i].n;
     return DSV3_OK;
 }
 
@@ -180,6 +183,7 @@ static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float 
         for (int64_t v = Vd; v < V; v++) logits[v] = -INFINITY;
     }
     else if (logits) head_logits(m, ws->hn, n, logits, NULL, 0);
+    if (dsv3_backend_take_failure()) return dsv3_fail(err, DSV3_ERR_NOMEM, "mtp: out of memory in a matmul kernel");
     cache->mtp_len += n;
     return DSV3_OK;
 }

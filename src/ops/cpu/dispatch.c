@@ -12,10 +12,12 @@
  * does not depend on the batch; all other work (F32/F16 weights, dot products,
  * row decode) runs on the avx512 kernels. The AMX kernel's results are not
  * bitwise equal to the other paths', so switching to or from amx changes
- * output bits (within f32 rounding). The kernel cannot silently fall back: if
- * it fails (out of memory for its scratch) the process aborts with a message,
- * since any other kernel would give different bits for the same token. */
+ * output bits (within f32 rounding). The kernel cannot silently fall back (any
+ * other kernel would give different bits for the same token): if it fails (out
+ * of memory for its scratch) the outputs become NaN and a failure flag is set,
+ * which dsv3_forward reports as an error (dsv3_backend_take_failure). */
 #include <cpuid.h>
+#include <math.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -37,6 +39,9 @@ static int g_supported[DSV3_CPU_ISA_COUNT];
 static int g_best;
 static int g_isa; /* accessed atomically */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_failed; /* a matmul could not run (accessed atomically) */
+
+int dsv3_backend_take_failure(void) { return __atomic_exchange_n(&g_failed, 0, __ATOMIC_ACQ_REL); }
 
 static int cpu_has_f16c(void) {
     unsigned a, b, c, d;
@@ -131,9 +136,9 @@ static void cpu_matmul_rows(float *out, int64_t ld, const float *x, int64_t T, c
     if (n <= 0 || T <= 0) return;
     if (isa == DSV3_CPU_ISA_AMX && dsv3_amx_supports(W)) { /* threads on its own (one level, never nested in ours) */
         if (dsv3_matmul_rows_amx_try(out, ld, x, T, W, r0, r1) != 0) {
-            fprintf(stderr, "dsv3: AMX matmul failed (out of memory) on a %lldx%lld %s weight, T=%lld; aborting\n",
-                    (long long)W->rows, (long long)W->cols, dsv3_dtype_name(W->dtype), (long long)T);
-            abort();
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t o = 0; o < n; o++) out[t * ld + o] = NAN;
+            __atomic_store_n(&g_failed, 1, __ATOMIC_RELEASE);
         }
         return;
     }

@@ -256,6 +256,79 @@ __attribute__((target("avx512f"))) static void scores_tile_rows_avx512(const flo
         for (int64_t i = 0; i < nrows; i++) sc[g * ctx + i] = out[i];
     }
 }
+
+/* scores_tile_16 with its accumulators in registers and 8 rows in flight (8 independent fmaf chains
+ * per head lane): per (row, head) the same chain, so bitwise the same; rows past the last 8-block go
+ * to scores_tile_16. */
+__attribute__((target("avx512f"))) static void scores_tile_16_avx512(const float *restrict qT, const float *restrict rows,
+                                                                     int64_t ld, int64_t nrows, int64_t len, float scale,
+                                                                     float *restrict out) {
+    int64_t i = 0;
+    for (; i + 8 <= nrows; i += 8) {
+        const float *r = rows + i * ld;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int64_t j = 0; j < len; j++) {
+            const __m512 q = _mm512_loadu_ps(qT + j * 16);
+            a0 = _mm512_fmadd_ps(q, _mm512_set1_ps(r[j]), a0);
+            a1 = _mm512_fmadd_ps(q, _mm512_set1_ps(r[ld + j]), a1);
+            a2 = _mm512_fmadd_ps(q, _mm512_set1_ps(r[2 * ld + j]), a2);
+            a3 = _mm512_fmadd_ps(q, _mm512_set1_ps(r[3 * ld + j]), a3);
+            a4 = _mm512_fmadd_ps(q, _mm512_set1_ps(r[4 * ld + j]), a4);
+            a5 = _mm512_fmadd_ps(q, _mm512_set1_ps(r[5 * ld + j]), a5);
+            a6 = _mm512_fmadd_ps(q, _mm512_set1_ps(r[6 * ld + j]), a6);
+            a7 = _mm512_fmadd_ps(q, _mm512_set1_ps(r[7 * ld + j]), a7);
+        }
+        const __m512 sv = _mm512_set1_ps(scale);
+        _mm512_storeu_ps(out + (i + 0) * 16, _mm512_mul_ps(a0, sv));
+        _mm512_storeu_ps(out + (i + 1) * 16, _mm512_mul_ps(a1, sv));
+        _mm512_storeu_ps(out + (i + 2) * 16, _mm512_mul_ps(a2, sv));
+        _mm512_storeu_ps(out + (i + 3) * 16, _mm512_mul_ps(a3, sv));
+        _mm512_storeu_ps(out + (i + 4) * 16, _mm512_mul_ps(a4, sv));
+        _mm512_storeu_ps(out + (i + 5) * 16, _mm512_mul_ps(a5, sv));
+        _mm512_storeu_ps(out + (i + 6) * 16, _mm512_mul_ps(a6, sv));
+        _mm512_storeu_ps(out + (i + 7) * 16, _mm512_mul_ps(a7, sv));
+    }
+    if (i < nrows) scores_tile_16(qT, rows + i * ld, ld, nrows - i, len, scale, out + i * 16);
+}
+
+/* accumulate_rows4 with its 16 accumulators (4 heads x 64 columns) in registers: the same fmaf per
+ * element and s order, so bitwise the same; columns past the last 64-block go to accumulate_rows4. */
+__attribute__((target("avx512f"))) static void accumulate_rows4_avx512(float *restrict lat, int64_t lst, const float *restrict p,
+                                                                       int64_t pst, const float *restrict rows, int64_t ld,
+                                                                       int64_t ns, int64_t len) {
+    int64_t j = 0;
+    for (; j + 64 <= len; j += 64) {
+        __m512 a[4][4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) a[g][k] = _mm512_loadu_ps(lat + g * lst + j + 16 * k);
+        for (int64_t s = 0; s < ns; s++) {
+            const float *r = rows + s * ld + j;
+            const __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + 16), x2 = _mm512_loadu_ps(r + 32),
+                         x3 = _mm512_loadu_ps(r + 48);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                const __m512 pg = _mm512_set1_ps(p[g * pst + s]);
+                a[g][0] = _mm512_fmadd_ps(pg, x0, a[g][0]);
+                a[g][1] = _mm512_fmadd_ps(pg, x1, a[g][1]);
+                a[g][2] = _mm512_fmadd_ps(pg, x2, a[g][2]);
+                a[g][3] = _mm512_fmadd_ps(pg, x3, a[g][3]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) _mm512_storeu_ps(lat + g * lst + j + 16 * k, a[g][k]);
+    }
+    if (j < len) accumulate_rows4(lat + j, lst, p, pst, rows + j, ld, ns, len - j);
+}
+#define MLA_SIMD() (dsv3_cpu_isa_get() >= DSV3_CPU_ISA_AVX512)
+#endif
+#ifndef HAVE_SCORES_ROWS_AVX512 /* other targets: the portable kernels (same bits) */
+#define MLA_SIMD() 0
+#define scores_tile_16_avx512 scores_tile_16
+#define accumulate_rows4_avx512 accumulate_rows4
 #endif
 
 /* ---- one token's attention, by pieces (the same arithmetic whichever schedule calls them) ---- */
@@ -298,9 +371,10 @@ static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, row = a->row, ctx = a->ws->ctx;
     const float *keys = token_keys(a, t);
     float tile[ROW_TILE * 16];
+    /* a speed choice only: the kernels give the same bits (the golden test compares the ISA paths) */
+    const int simd = MLA_SIMD();
 #ifdef HAVE_SCORES_ROWS_AVX512
-    /* a speed choice only: both kernels give the same bits (the golden test compares the ISA paths) */
-    if (gh <= 8 && dsv3_cpu_isa_get() >= DSV3_CPU_ISA_AVX512) {
+    if (gh <= 8 && simd) {
         for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
             const int64_t nt = s0 + ns - s < ROW_TILE ? s0 + ns - s : ROW_TILE;
             scores_tile_rows_avx512(qt, HL, gh, keys + s * row, row, nt, row, a->sigma, sc + s, ctx);
@@ -310,7 +384,8 @@ static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
 #endif
     for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
         const int64_t nt = s0 + ns - s < ROW_TILE ? s0 + ns - s : ROW_TILE;
-        if (HL == 16) scores_tile_16(qt, keys + s * row, row, nt, row, a->sigma, tile);
+        if (HL == 16 && simd) scores_tile_16_avx512(qt, keys + s * row, row, nt, row, a->sigma, tile);
+        else if (HL == 16) scores_tile_16(qt, keys + s * row, row, nt, row, a->sigma, tile);
         else scores_tile_8(qt, keys + s * row, row, nt, row, a->sigma, tile);
         for (int64_t g = 0; g < gh; g++)
             for (int64_t i = 0; i < nt; i++) sc[g * ctx + s + i] = tile[i * HL + g];
@@ -325,11 +400,17 @@ static void group_latent(const mla_attn *a, int64_t t, int64_t h0, int64_t G, in
     const int64_t nk = a->ws->pos[t] + 1;
     const float *keys = token_keys(a, t);
     for (int64_t g = 0; g < gh; g++) memset(lat + g * kvl + j0, 0, sizeof(float) * (size_t)nj);
+    const int simd = MLA_SIMD(); /* same bits, faster */
     for (int64_t s = 0; s < nk; s += ROW_TILE) {
         const int64_t nt = nk - s < ROW_TILE ? nk - s : ROW_TILE;
         int64_t g = 0;
-        for (; g + 4 <= gh; g += 4)
+        for (; g + 4 <= gh; g += 4) {
+            if (simd) {
+                accumulate_rows4_avx512(lat + g * kvl + j0, kvl, sc + g * ctx + s, ctx, keys + s * row + j0, row, nt, nj);
+                continue;
+            }
             accumulate_rows4(lat + g * kvl + j0, kvl, sc + g * ctx + s, ctx, keys + s * row + j0, row, nt, nj);
+        }
         for (; g < gh; g++) accumulate_rows(lat + g * kvl + j0, sc + g * ctx + s, keys + s * row + j0, row, nt, nj);
     }
 }

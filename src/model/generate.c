@@ -81,7 +81,7 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
     const int greedy = !(smp->p.temperature > 0);
     for (;;) {
         /* greedy: the draft is the argmax, accepted iff the main model's argmax is the same (what the
-         * general rule below reduces to with one-hot distributions, without its passes over the vocab) */
+         * speculative-sampling rule reduces to with one-hot distributions, without its passes over the vocab) */
         int32_t d;
         if (greedy) d = dsv3_argmax(logits, V);
         else {
@@ -95,49 +95,37 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
         dsv3_forward_out o2 = {.logits = logits, .final_hidden = hid};
         if ((s = dsv3_forward(m, &step, 1, &o2, err))) goto done;
         st->mtp_drafted++;
+        /* accepted: d, then the token after it (logits row 1); rejected: the replacement for d */
+        int accepted;
+        int32_t tn;
         if (greedy) {
-            int32_t t1 = dsv3_argmax(logits, V);
-            if (t1 == d) {
-                st->mtp_accepted++;
-                if (emit(&e, d)) goto finish;
-                int32_t t2 = dsv3_argmax(logits + V, V);
-                if (emit(&e, t2)) goto finish;
-                next[0] = d;
-                next[1] = t2;
-                if ((s = dsv3_mtp_forward_last(m, kc, hid, next, 2, logits, err))) goto done;
-                t = t2;
+            const int32_t t1 = dsv3_argmax(logits, V);
+            accepted = t1 == d;
+            tn = accepted ? dsv3_argmax(logits + V, V) : t1;
+        } else {
+            dsv3_sampler_probs(smp, logits, V, p0);
+            /* accept with probability min(1, p(d)/q(d)) */
+            accepted = dsv3_rand_uniform(&smp->rng) * q[d] < p0[d];
+            if (accepted) {
+                dsv3_sampler_probs(smp, logits + V, V, p0);
             } else {
-                dsv3_kv_cache_truncate(kc, base + 1, -1);
-                if (emit(&e, t1)) goto finish;
-                next[0] = t1;
-                if ((s = dsv3_mtp_forward_last(m, kc, hid, next, 1, logits, err))) goto done;
-                t = t1;
+                /* resample from max(p − q, 0) */
+                for (int64_t v = 0; v < V; v++) p0[v] = p0[v] > q[v] ? p0[v] - q[v] : 0.0f;
             }
-            continue;
+            tn = dsv3_sample_from(smp, p0, V);
         }
-        dsv3_sampler_probs(smp, logits, V, p0);
-        /* accept with probability min(1, p(d)/q(d)) */
-        double u = smp->p.temperature > 0 ? dsv3_rand_uniform(&smp->rng) : 0.0;
-        if (u * q[d] < p0[d]) {
+        if (accepted) {
             st->mtp_accepted++;
             if (emit(&e, d)) goto finish;
-            dsv3_sampler_probs(smp, logits + V, V, p0);
-            int32_t t2 = dsv3_sample_from(smp, p0, V);
-            if (emit(&e, t2)) goto finish;
             next[0] = d;
-            next[1] = t2;
-            if ((s = dsv3_mtp_forward_last(m, kc, hid, next, 2, logits, err))) goto done;
-            t = t2;
+            next[1] = tn;
         } else {
-            /* resample from max(p − q, 0) and drop the draft's cache entry */
-            for (int64_t v = 0; v < V; v++) p0[v] = p0[v] > q[v] ? p0[v] - q[v] : 0.0f;
-            int32_t t1 = dsv3_sample_from(smp, p0, V);
-            dsv3_kv_cache_truncate(kc, base + 1, -1);
-            if (emit(&e, t1)) goto finish;
-            next[0] = t1;
-            if ((s = dsv3_mtp_forward_last(m, kc, hid, next, 1, logits, err))) goto done;
-            t = t1;
+            dsv3_kv_cache_truncate(kc, base + 1, -1); /* drop the draft's cache entry */
+            next[0] = tn;
         }
+        if (emit(&e, tn)) goto finish;
+        if ((s = dsv3_mtp_forward_last(m, kc, hid, next, accepted ? 2 : 1, logits, err))) goto done;
+        t = tn;
     }
 finish:
     st->decode_s = dsv3_now_s() - t0;

@@ -305,6 +305,9 @@ __attribute__((target("avx512f"))) static void accumulate_rows4_avx512(float *re
             for (int k = 0; k < 4; k++) a[g][k] = _mm512_loadu_ps(lat + g * lst + j + 16 * k);
         for (int64_t s = 0; s < ns; s++) {
             const float *r = rows + s * ld + j;
+            /* the next tile's row (strided rows: help the hardware prefetcher) */
+            _mm_prefetch((const char *)(r + 16 * ld), _MM_HINT_T0);
+            _mm_prefetch((const char *)(r + 16 * ld + 32), _MM_HINT_T0);
             const __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + 16), x2 = _mm512_loadu_ps(r + 32),
                          x3 = _mm512_loadu_ps(r + 48);
 #pragma GCC unroll 4

@@ -43,10 +43,10 @@ int dsv3_amx_supports(const dsv3_weight *W);
  * a parallel region it runs on the calling thread). Scratch is per thread and
  * kept between calls (freed at thread exit); only the shared packed activations
  * of calls with T > 10 are allocated per call. The CPU backend's amx level
- * (dispatch.c) aborts when this fails: falling back to another kernel would
- * change a token's bits depending on memory luck.
- * Returns 0, or -1 (out unspecified) when unsupported or out of memory, so the
- * caller can fall back to another kernel. */
+ * (dispatch.c) does not fall back when this fails (another kernel would change
+ * a token's bits depending on memory luck): it writes NaN and flags the failure,
+ * which dsv3_forward returns as an error.
+ * Returns 0, or -1 (out unspecified) when unsupported or out of memory. */
 int dsv3_matmul_rows_amx_try(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t r0,
                              int64_t r1);
 

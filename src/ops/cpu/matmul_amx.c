@@ -667,7 +667,7 @@ static void *alloc64(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
  * calls per token: no malloc per call). Grows on demand, freed at thread exit
  * (pthread key destructor; the __thread pointer keeps it reachable for leak
  * checkers). Growth can fail only by running out of memory: the call then
- * fails, and the backend aborts rather than changing kernels. */
+ * fails, and the backend reports an error rather than changing kernels. */
 enum { SC_CBUF, SC_TMP, SC_TAIL, SC_SBUF, SC_XS, SC_S, SC_ABUF, SC_B, SC_N };
 typedef struct {
     void *p[SC_N];

@@ -54,4 +54,30 @@ static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
     return !(W->dtype == DSV3_F8_E4M3 || W->dtype == DSV3_F8_E5M2) || W->block_c % DSV3_LANES == 0;
 }
 
+/* How the SIMD kernels decode a weight (shared by matmul_avx2.c and matmul_avx512.c). */
+enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC };
+static inline int dsv3_cpu_kind(const dsv3_weight *W) {
+    if (!dsv3_cpu_blocks_aligned(W)) return K_GENERIC;
+    switch (W->dtype) {
+    case DSV3_F32: return K_F32;
+    case DSV3_BF16: return K_BF16;
+    case DSV3_F16: return K_F16;
+    case DSV3_F8_E4M3: return dsv3_cpu_fp8_scales_foldable(W) ? K_E4M3 : K_E4M3_UNFOLDED;
+    case DSV3_F8_E5M2: return K_E5M2;
+    default: return K_GENERIC;
+    }
+}
+
+/* One weight row for a tile: data pointer, FP8 scale row, row index (for the generic decode). */
+typedef struct {
+    const uint8_t *p;
+    const float *srow;
+    int64_t r;
+} row_ref;
+static inline row_ref dsv3_cpu_row(const dsv3_weight *W, int64_t r) {
+    row_ref rr = {(const uint8_t *)W->data + (size_t)r * (size_t)W->cols * dsv3_dtype_size(W->dtype),
+                  W->scale ? W->scale + (r / W->block_r) * W->scale_cols : NULL, r};
+    return rr;
+}
+
 #endif

@@ -18,7 +18,6 @@
 #define LANES DSV3_LANES
 #define AI static inline __attribute__((always_inline))
 
-enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC };
 
 /* Reference tree: w=16 pairs lane k with k+16 (a0+a2, a1+a3), w=8 the two
  * results, then the 128-bit halves, then pairs within an xmm (low operand first). */
@@ -83,23 +82,7 @@ AI int fp8_has_nan(const int kind, const uint8_t *p) {
     return _mm256_movemask_epi8(c) != 0;
 }
 
-static int kind_of(const dsv3_weight *W) {
-    if (!dsv3_cpu_blocks_aligned(W)) return K_GENERIC;
-    switch (W->dtype) {
-    case DSV3_F32: return K_F32;
-    case DSV3_BF16: return K_BF16;
-    case DSV3_F16: return K_F16;
-    case DSV3_F8_E4M3: return dsv3_cpu_fp8_scales_foldable(W) ? K_E4M3 : K_E4M3_UNFOLDED;
-    case DSV3_F8_E5M2: return K_E5M2;
-    default: return K_GENERIC;
-    }
-}
 
-typedef struct {
-    const uint8_t *p;
-    const float *srow;
-    int64_t r;
-} row_ref;
 
 /* out[t*ldo + j] = dot(row j, x[t*ldx ...]) for j < R (<= 2), t < TT (<= 3). */
 AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
@@ -191,22 +174,17 @@ typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, f
 static const direct_fn g_direct[7][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16), DIRECT_ROW(f16), DIRECT_ROW(e4m3),
                                             DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2), DIRECT_ROW(gen)};
 
-static inline row_ref row_of(const dsv3_weight *W, int64_t r) {
-    row_ref rr = {(const uint8_t *)W->data + (size_t)r * (size_t)W->cols * dsv3_dtype_size(W->dtype),
-                  W->scale ? W->scale + (r / W->block_r) * W->scale_cols : NULL, r};
-    return rr;
-}
 
 static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                           int64_t o0, int64_t o1, int kind) {
     int64_t o = o0;
     if (T == 1)
         for (; o + 2 <= o1; o += 2) {
-            row_ref rw[2] = {row_of(W, o), row_of(W, o + 1)};
+            row_ref rw[2] = {dsv3_cpu_row(W, o), dsv3_cpu_row(W, o + 1)};
             g_direct[kind][0][0](W, rw, x, out + (o - obase), ld);
         }
     for (; o < o1; o++) {
-        row_ref rw = row_of(W, o);
+        row_ref rw = dsv3_cpu_row(W, o);
         g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld);
     }
 }
@@ -240,7 +218,7 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
                 decode_row_avx2(W, g0 + j, buf + j * n);
                 rw[j].p = (const uint8_t *)(buf + j * n);
             } else {
-                rw[j] = row_of(W, g0 + j);
+                rw[j] = dsv3_cpu_row(W, g0 + j);
             }
         }
         for (int64_t t0 = 0; t0 < T; t0 += GT) {
@@ -254,20 +232,20 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
 
 static int matmul_block_avx2(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                              int64_t o0, int64_t o1) {
-    int kind = kind_of(W);
+    int kind = dsv3_cpu_kind(W);
     if (T > 3) return matmul_gemm(out, ld, x, T, W, obase, o0, o1);
     matmul_direct(out, ld, x, T, W, obase, o0, o1, kind);
     return 0;
 }
 
 static void decode_row_avx2(const dsv3_weight *W, int64_t r, float *dst) {
-    int kind = kind_of(W);
+    int kind = dsv3_cpu_kind(W);
     const int64_t n = W->cols, nfull = n - n % LANES;
     if (kind == K_GENERIC || kind == K_F32) {
         dsv3_cpu_decode_span(W, r, 0, n, dst);
         return;
     }
-    row_ref rw = row_of(W, r);
+    row_ref rw = dsv3_cpu_row(W, r);
     const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
     const int64_t bc = fp8 ? W->block_c : nfull + LANES;
     const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;

@@ -24,7 +24,6 @@
 #define LANES DSV3_LANES
 #define AI static inline __attribute__((always_inline))
 
-enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC };
 
 /* Fixed tree of the reference over lanes 0-15 (a) and 16-31 (b):
  * w=16: a+b; w=8: low 8 + high 8; w=4, 2, 1 likewise (low operand first). */
@@ -124,24 +123,7 @@ AI void decode32(const int kind, const uint8_t *p, int64_t i, __m512 sc, const d
     }
 }
 
-static int kind_of(const dsv3_weight *W) {
-    if (!dsv3_cpu_blocks_aligned(W)) return K_GENERIC;
-    switch (W->dtype) {
-    case DSV3_F32: return K_F32;
-    case DSV3_BF16: return K_BF16;
-    case DSV3_F16: return K_F16;
-    case DSV3_F8_E4M3: return dsv3_cpu_fp8_scales_foldable(W) ? K_E4M3 : K_E4M3_UNFOLDED;
-    case DSV3_F8_E5M2: return K_E5M2;
-    default: return K_GENERIC;
-    }
-}
 
-/* Rows of one tile: data pointer, FP8 scale row, row index (for the generic decode). */
-typedef struct {
-    const uint8_t *p;
-    const float *srow;
-    int64_t r;
-} row_ref;
 
 /* out[t*ldo + j] = dot(row j, x[t*ldx ...]) for j < R, t < TT; n = row length. */
 AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
@@ -245,11 +227,6 @@ static const direct_fn g_direct[7][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16), 
                                             DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2), DIRECT_ROW(gen)};
 static const int g_direct_rows[3] = {4, 4, 2};
 
-static inline row_ref row_of(const dsv3_weight *W, int64_t r) {
-    row_ref rr = {(const uint8_t *)W->data + (size_t)r * (size_t)W->cols * dsv3_dtype_size(W->dtype),
-                  W->scale ? W->scale + (r / W->block_r) * W->scale_cols : NULL, r};
-    return rr;
-}
 
 static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                           int64_t o0, int64_t o1, int kind) {
@@ -257,11 +234,11 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
     int64_t o = o0;
     for (; o + R <= o1; o += R) {
         row_ref rw[4];
-        for (int j = 0; j < R; j++) rw[j] = row_of(W, o + j);
+        for (int j = 0; j < R; j++) rw[j] = dsv3_cpu_row(W, o + j);
         g_direct[kind][T - 1][0](W, rw, x, out + (o - obase), ld);
     }
     for (; o < o1; o++) {
-        row_ref rw = row_of(W, o);
+        row_ref rw = dsv3_cpu_row(W, o);
         g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld);
     }
 }
@@ -300,7 +277,7 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
                 decode_row_avx512(W, g0 + j, buf + j * n);
                 rw[j].p = (const uint8_t *)(buf + j * n);
             } else {
-                rw[j] = row_of(W, g0 + j);
+                rw[j] = dsv3_cpu_row(W, g0 + j);
             }
         }
         for (int64_t t0 = 0; t0 < T; t0 += GT) {
@@ -318,7 +295,7 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
 
 static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                                int64_t o0, int64_t o1) {
-    int kind = kind_of(W);
+    int kind = dsv3_cpu_kind(W);
     if (T <= 3) {
         for (int64_t t0 = 0; t0 < T; t0 += 3) {
             int64_t tt = T - t0 < 3 ? T - t0 : 3;
@@ -330,13 +307,13 @@ static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T
 }
 
 static void decode_row_avx512(const dsv3_weight *W, int64_t r, float *dst) {
-    int kind = kind_of(W);
+    int kind = dsv3_cpu_kind(W);
     const int64_t n = W->cols, nfull = n - n % LANES;
     if (kind == K_GENERIC || kind == K_F32) {
         dsv3_cpu_decode_span(W, r, 0, n, dst);
         return;
     }
-    row_ref rw = row_of(W, r);
+    row_ref rw = dsv3_cpu_row(W, r);
     const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
     const int64_t bc = fp8 ? W->block_c : nfull + LANES;
     const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;

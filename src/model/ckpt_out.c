@@ -135,7 +135,7 @@ dsv3_status dsv3_copy_file(const char *src, const char *dst, dsv3_error *err) {
     size_t n;
     int ok = 1;
     while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
-    ok = ok && !ferror(a);
+    ok = ok && !ferror(a) && fflush(b) == 0 && fsync(fileno(b)) == 0; /* durable before it replaces dst */
     fclose(a);
     ok = fclose(b) == 0 && ok;
     if (!ok || rename(tmp, dst) != 0) {

@@ -17,7 +17,7 @@ dsv3_status dsv3_out_dir_prepare(const char *out_dir, int overwrite, double need
 /* Writes text plus a newline to path via a temporary file + rename. */
 dsv3_status dsv3_write_text_file(const char *path, const char *text, dsv3_error *err);
 
-/* Copies src to dst (via a temporary file + rename). */
+/* Copies src to dst (via a temporary file, fsynced, + rename). */
 dsv3_status dsv3_copy_file(const char *src, const char *dst, dsv3_error *err);
 
 /* Sets root["quantization_config"] to DeepSeek-V3's block-FP8 config

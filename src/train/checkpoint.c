@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "dsv3/dtype.h"
+#include "model/ckpt_out.h"
 #include "train/train_internal.h"
 
 static int fsync_path(const char *path) {
@@ -29,22 +30,9 @@ static dsv3_status write_text(const char *path, const char *text, size_t len, ds
     return ok ? DSV3_OK : dsv3_fail(err, DSV3_ERR_IO, "%s: write failed: %s", path, strerror(errno));
 }
 
-static dsv3_status copy_file(const char *src, const char *dst, dsv3_error *err) {
-    FILE *a = fopen(src, "rb");
-    if (!a) return DSV3_OK; /* optional file */
-    FILE *b = fopen(dst, "wb");
-    if (!b) {
-        fclose(a);
-        return dsv3_fail(err, DSV3_ERR_IO, "%s: cannot create: %s", dst, strerror(errno));
-    }
-    char buf[1 << 16];
-    size_t n;
-    int ok = 1;
-    while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
-    ok = ok && !ferror(a) && fflush(b) == 0 && fsync(fileno(b)) == 0;
-    fclose(a);
-    ok = fclose(b) == 0 && ok;
-    return ok ? DSV3_OK : dsv3_fail(err, DSV3_ERR_IO, "copying %s to %s failed", src, dst);
+/* Tokenizer files are optional: copies src when it exists. */
+static dsv3_status copy_optional(const char *src, const char *dst, dsv3_error *err) {
+    return access(src, F_OK) == 0 ? dsv3_copy_file(src, dst, err) : DSV3_OK;
 }
 
 static void remove_tree(const char *dir) {
@@ -184,7 +172,7 @@ dsv3_status dsv3_train_save(dsv3_train_model *tm, const dsv3_train_state *ts, co
         char src[4200];
         snprintf(src, sizeof src, "%s/%s", tokenizer_dir, tok_files[i]);
         snprintf(path, sizeof path, "%s/%s", tmp, tok_files[i]);
-        st = copy_file(src, path, err);
+        st = copy_optional(src, path, err);
     }
     if (!st && fsync_path(tmp) != 0) st = dsv3_fail(err, DSV3_ERR_IO, "%s: fsync failed", tmp);
     if (st) {
@@ -311,7 +299,7 @@ dsv3_status dsv3_train_export(dsv3_train_model *tm, const char *out_dir, int bf1
         char src[4200];
         snprintf(src, sizeof src, "%s/%s", tokenizer_dir, tok_files[i]);
         snprintf(path, sizeof path, "%s/%s", out_dir, tok_files[i]);
-        if (strcmp(src, path) != 0) st = copy_file(src, path, err);
+        if (strcmp(src, path) != 0) st = copy_optional(src, path, err);
     }
     return st;
 }

@@ -181,8 +181,9 @@ static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float 
         const int64_t V = c->vocab_size, Vd = m->mtp_draft_vocab ? m->mtp_draft_vocab : V;
         m->be->matmul_rows(logits, Vd, ws->hn + (n - 1) * H, 1, &m->lm_head, 0, Vd);
         for (int64_t v = Vd; v < V; v++) logits[v] = -INFINITY;
+    } else if (logits) {
+        head_logits(m, ws->hn, n, logits, NULL, 0);
     }
-    else if (logits) head_logits(m, ws->hn, n, logits, NULL, 0);
     if (dsv3_backend_take_failure()) return dsv3_fail(err, DSV3_ERR_NOMEM, "mtp: out of memory in a matmul kernel");
     cache->mtp_len += n;
     return DSV3_OK;

@@ -122,6 +122,19 @@ static char *cdp_eval(cdp *c, const char *expr) {
     return s;
 }
 
+/* Polls expr every 50 ms until it evaluates to want (or timeout seconds); returns the last
+ * value (malloc'd, NULL if there was no reply). */
+static char *cdp_wait_eval(cdp *c, const char *expr, const char *want, double timeout) {
+    char *v = NULL;
+    for (double t0 = dsv3_now_s(); dsv3_now_s() - t0 < timeout;) {
+        free(v);
+        v = cdp_eval(c, expr);
+        if (v && !strcmp(v, want)) break;
+        usleep(50000);
+    }
+    return v;
+}
+
 static void cdp_stop(cdp *c) {
     json_decref(cdp_call(c, "Browser.close", NULL, 0, 5));
     close(c->to);
@@ -182,29 +195,15 @@ TEST(server_webui_headless_chromium) {
     snprintf(c.session, sizeof c.session, "%s", sid ? sid : "");
     json_decref(a);
     /* wait for the page's script, then type the message and press Send */
-    char *v = NULL;
-    double t0 = dsv3_now_s();
-    while (!test_failed_now() && dsv3_now_s() - t0 < 60) {
-        free(v);
-        v = cdp_eval(&c, "document.readyState + (document.getElementById('send') ? ':form' : '')");
-        if (v && !strcmp(v, "complete:form")) break;
-        usleep(50000);
-    }
+    char *v = cdp_wait_eval(&c, "document.readyState + (document.getElementById('send') ? ':form' : '')", "complete:form", 60);
     CHECK_MSG(v && !strcmp(v, "complete:form"), "the page did not load (%s)", v ? v : "no reply");
     free(v);
     v = cdp_eval(&c, "document.getElementById('q').value='hello';document.getElementById('temp').value='0';"
                      "document.getElementById('maxtok').value='16';document.getElementById('send').click();'sent'");
     CHECK(v && !strcmp(v, "sent"));
     free(v);
-    v = NULL;
     /* the answer streams in; the page marks the end with data-state="idle" */
-    t0 = dsv3_now_s();
-    while (!test_failed_now() && dsv3_now_s() - t0 < 120) {
-        free(v);
-        v = cdp_eval(&c, "document.body.dataset.state || ''");
-        if (v && !strcmp(v, "idle")) break;
-        usleep(50000);
-    }
+    v = cdp_wait_eval(&c, "document.body.dataset.state || ''", "idle", 120);
     CHECK_MSG(v && !strcmp(v, "idle"), "the answer did not finish in the page (state '%s')", v ? v : "no reply");
     free(v);
     char *msgs = cdp_eval(&c, "JSON.stringify([...document.querySelectorAll('#log .m')].map(d=>[d.className,d.textContent]))");

@@ -35,7 +35,7 @@ dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_erro
         n_tok * inter, n_tok * inter,          /* ffn_a, ffn_b */
         n_tok * (c->n_routed_experts > 0 ? c->n_routed_experts : 1), /* router logits */
         nh * (c->qk_nope_head_dim + c->v_head_dim) * kvl, /* kvb */
-        (int64_t)nthreads * dsv3_mla_scratch_per_thread(c, ctx), /* MLA scratch */
+        (int64_t)nthreads * dsv3_mla_scratch_per_thread(c), /* MLA scratch */
         n_tok * H, n_tok * H,                  /* moe_in, moe_out */
         n_tok * K, n_tok * K,                  /* route idx / w */
         n_tok * K, n_tok * K,                  /* tok list / w */

@@ -99,9 +99,10 @@ static void dot_rows(const float *restrict q, const float *restrict rows, int64_
     for (; i < nrows; i++) out[i] = dot1(q, rows + i * ld, len) * scale;
 }
 
-/* accumulate_rows for 4 heads at once (lat and p rows at strides lst / pst): every cache value loaded
- * feeds 4 heads; each element's fmaf sequence is the same as accumulate_rows'. */
-static void accumulate_rows4(float *restrict lat, int64_t lst, const float *restrict p, int64_t pst,
+/* accumulate_rows for 4 heads at once (lat rows at stride lst; head g's weight of row s at
+ * p[g * pst + s * pss]): every cache value loaded feeds 4 heads; each element's fmaf sequence is the
+ * same as accumulate_rows'. */
+static void accumulate_rows4(float *restrict lat, int64_t lst, const float *restrict p, int64_t pst, int64_t pss,
                              const float *restrict rows, int64_t ld, int64_t ns, int64_t len) {
     int64_t j = 0;
     for (; j + 64 <= len; j += 64) {
@@ -113,7 +114,8 @@ static void accumulate_rows4(float *restrict lat, int64_t lst, const float *rest
             a3[k] = lat[3 * lst + j + k];
         }
         for (int64_t s = 0; s < ns; s++) {
-            const float p0 = p[s], p1 = p[pst + s], p2 = p[2 * pst + s], p3 = p[3 * pst + s], *r = rows + s * ld + j;
+            const float *ps = p + s * pss;
+            const float p0 = ps[0], p1 = ps[pst], p2 = ps[2 * pst], p3 = ps[3 * pst], *r = rows + s * ld + j;
             for (int k = 0; k < 64; k++) {
                 const float x = r[k];
                 a0[k] = fmaf(p0, x, a0[k]);
@@ -131,7 +133,7 @@ static void accumulate_rows4(float *restrict lat, int64_t lst, const float *rest
     }
     for (int g = 0; g < 4 && j < len; g++)
         for (int64_t s = 0; s < ns; s++) {
-            const float ps = p[g * pst + s], *r = rows + s * ld;
+            const float ps = p[g * pst + s * pss], *r = rows + s * ld;
             for (int64_t k = j; k < len; k++) lat[g * lst + k] = fmaf(ps, r[k], lat[g * lst + k]);
         }
 }
@@ -147,22 +149,22 @@ static void absorb_query(float *restrict qt, const float *restrict qc, const flo
     }
 }
 
-/* lat[j] = fma(p[s], rows[s][j], lat[j]) for s = 0..ns-1 in order, j < len; 64 columns at a time are kept
- * in registers across the ns rows. */
-static void accumulate_rows(float *restrict lat, const float *restrict p, const float *restrict rows, int64_t ld,
-                            int64_t ns, int64_t len) {
+/* lat[j] = fma(p[s * pss], rows[s][j], lat[j]) for s = 0..ns-1 in order, j < len; 64 columns at a time
+ * are kept in registers across the ns rows. */
+static void accumulate_rows(float *restrict lat, const float *restrict p, int64_t pss, const float *restrict rows,
+                            int64_t ld, int64_t ns, int64_t len) {
     int64_t j = 0;
     for (; j + 64 <= len; j += 64) {
         float acc[64];
         for (int k = 0; k < 64; k++) acc[k] = lat[j + k];
         for (int64_t s = 0; s < ns; s++) {
-            const float ps = p[s], *r = rows + s * ld + j;
+            const float ps = p[s * pss], *r = rows + s * ld + j;
             for (int k = 0; k < 64; k++) acc[k] = fmaf(ps, r[k], acc[k]);
         }
         for (int k = 0; k < 64; k++) lat[j + k] = acc[k];
     }
     for (int64_t s = 0; s < ns; s++) {
-        const float ps = p[s], *r = rows + s * ld;
+        const float ps = p[s * pss], *r = rows + s * ld;
         for (int64_t k = j; k < len; k++) lat[k] = fmaf(ps, r[k], lat[k]);
     }
 }
@@ -267,7 +269,13 @@ __attribute__((target("avx512f"))) static void scores_tile_16_avx512(const float
     for (; i + 8 <= nrows; i += 8) {
         const float *r = rows + i * ld;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        /* the rows 16 ahead (the same tile's next 8, or the next tile's; a chunk's rows are contiguous):
+         * one cache line per 2 columns covers 8 rows over the j loop (strided short rows defeat the
+         * hardware prefetcher) */
+        const char *pf = (const char *)(r + 16 * ld);
+        const int64_t pf_lines = 8 * ld * (int64_t)sizeof(float) / 64;
         for (int64_t j = 0; j < len; j++) {
+            if (!(j & 1) && (j >> 1) < pf_lines) _mm_prefetch(pf + (j >> 1) * 64, _MM_HINT_T0);
             const __m512 q = _mm512_loadu_ps(qT + j * 16);
             a0 = _mm512_fmadd_ps(q, _mm512_set1_ps(r[j]), a0);
             a1 = _mm512_fmadd_ps(q, _mm512_set1_ps(r[ld + j]), a1);
@@ -294,8 +302,8 @@ __attribute__((target("avx512f"))) static void scores_tile_16_avx512(const float
 /* accumulate_rows4 with its 16 accumulators (4 heads x 64 columns) in registers: the same fmaf per
  * element and s order, so bitwise the same; columns past the last 64-block go to accumulate_rows4. */
 __attribute__((target("avx512f"))) static void accumulate_rows4_avx512(float *restrict lat, int64_t lst, const float *restrict p,
-                                                                       int64_t pst, const float *restrict rows, int64_t ld,
-                                                                       int64_t ns, int64_t len) {
+                                                                       int64_t pst, int64_t pss, const float *restrict rows,
+                                                                       int64_t ld, int64_t ns, int64_t len) {
     int64_t j = 0;
     for (; j + 64 <= len; j += 64) {
         __m512 a[4][4];
@@ -312,7 +320,7 @@ __attribute__((target("avx512f"))) static void accumulate_rows4_avx512(float *re
                          x3 = _mm512_loadu_ps(r + 48);
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
-                const __m512 pg = _mm512_set1_ps(p[g * pst + s]);
+                const __m512 pg = _mm512_set1_ps(p[g * pst + s * pss]);
                 a[g][0] = _mm512_fmadd_ps(pg, x0, a[g][0]);
                 a[g][1] = _mm512_fmadd_ps(pg, x1, a[g][1]);
                 a[g][2] = _mm512_fmadd_ps(pg, x2, a[g][2]);
@@ -324,7 +332,49 @@ __attribute__((target("avx512f"))) static void accumulate_rows4_avx512(float *re
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) _mm512_storeu_ps(lat + g * lst + j + 16 * k, a[g][k]);
     }
-    if (j < len) accumulate_rows4(lat + j, lst, p, pst, rows + j, ld, ns, len - j);
+    if (j < len) accumulate_rows4(lat + j, lst, p, pst, pss, rows + j, ld, ns, len - j);
+}
+
+/* attn_exp (below) on 16 lanes: the same IEEE single operations in the same order, so the same bits. */
+__attribute__((target("avx512f"))) static inline __m512 attn_exp16(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.0f);
+    const __mmask16 ok = _mm512_cmp_ps_mask(x, lo, _CMP_GT_OQ), nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    const __m512 xc = _mm512_mask_mov_ps(lo, ok, x);
+    const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                                          _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), xc);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
+    y = _mm512_maskz_mov_ps(ok, _mm512_mul_ps(y, _mm512_castsi512_ps(bits)));
+    return _mm512_mask_mov_ps(y, nan, x);
+}
+
+/* Chunk softmax of a heads-as-lanes score tile sc[s][16], s < ns, in place: per lane (head) the
+ * arithmetic of softmax_chunk (max in s order, attn_exp, the 16 partial sums by s mod 16 combined by
+ * reduce16's tree), so bitwise the same. m, l: [16]. */
+__attribute__((target("avx512f"))) static void softmax_rows16_avx512(float *sc, int64_t ns, float *m, float *l) {
+    __m512 mx = _mm512_set1_ps(-INFINITY), acc[16];
+    for (int64_t s = 0; s < ns; s++) {
+        const __m512 v = _mm512_loadu_ps(sc + 16 * s);
+        mx = _mm512_mask_mov_ps(mx, _mm512_cmp_ps_mask(v, mx, _CMP_GT_OQ), v);
+    }
+    for (int k = 0; k < 16; k++) acc[k] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < ns; s++) {
+        const __m512 e = attn_exp16(_mm512_sub_ps(_mm512_loadu_ps(sc + 16 * s), mx));
+        _mm512_storeu_ps(sc + 16 * s, e);
+        acc[s % 16] = _mm512_add_ps(acc[s % 16], e);
+    }
+    for (int k = 0; k < 8; k++) acc[k] = _mm512_add_ps(acc[k], acc[k + 8]);
+    for (int k = 0; k < 4; k++) acc[k] = _mm512_add_ps(acc[k], acc[k + 4]);
+    _mm512_storeu_ps(l, _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
+    _mm512_storeu_ps(m, mx);
 }
 #define MLA_SIMD() (dsv3_cpu_isa_get() >= DSV3_CPU_ISA_AVX512)
 #endif
@@ -334,10 +384,21 @@ __attribute__((target("avx512f"))) static void accumulate_rows4_avx512(float *re
 #define accumulate_rows4_avx512 accumulate_rows4
 #endif
 
-/* ---- one token's attention, by pieces (the same arithmetic whichever schedule calls them) ---- */
+/* ---- one token's attention, by pieces (the same arithmetic whichever schedule calls them) ----
+ *
+ * Softmax in fixed chunks of keys (flash-decoding; spec §3.6 defines the plain softmax, this is the same
+ * function, rounded differently): the keys of a token are cut at absolute positions k * ATTN_CHUNK. For
+ * each chunk c and head: m_c = max score, l_c = sum_s e^(score_s - m_c) (16 lanes, reduce16),
+ * L_c[j] = sum_s e^(score_s - m_c) c_s[j] (s ascending). The chunks are then folded in ascending order:
+ *   M' = max(M, m_c), α = e^(M - M'), β = e^(m_c - M'), l = fmaf(l_c, β, l α), acc[j] = fmaf(L_c[j], β, acc[j] α)
+ * (the first chunk is copied), and latent = acc / l. A chunk's keys are read from memory once for both
+ * the scores and the latent sums (they stay in L2), and no buffer grows with the context. The chunk
+ * boundaries and the fold order depend only on the token's position, never on the batch, the schedule
+ * or the thread count. */
 
-#define SCORE_CHUNK 64        /* cache rows per scores work unit in the few-token schedule */
-#define MLA_SPLIT_MIN_CTX 256 /* shortest context for which that schedule's 5 barriers pay off */
+#define ATTN_CHUNK DSV3_MLA_CHUNK
+#define SPLIT_WINDOW DSV3_MLA_SPLIT_WINDOW
+#define MLA_SPLIT_MIN_CTX 256 /* shortest context for which that schedule's barriers pay off */
 
 typedef struct {
     dsv3_workspace *ws;
@@ -347,31 +408,52 @@ typedef struct {
     float sigma;
 } mla_attn;
 
+/* e^x with fixed arithmetic (vectorises; the same bits in every loop that calls it): Cody-Waite
+ * reduction x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial (Cephes expf, < 2 ulp), times 2^n.
+ * For x <= 0 (its only use: score - max): x < -87 gives 0, NaN stays NaN, e^0 = 1 exactly. */
+static inline float attn_exp(float x) {
+    const float xc = x > -87.0f ? x : -87.0f; /* NaN -> -87 here, restored below */
+    const float n = floorf(fmaf(xc, 1.44269504088896341f, 0.5f));
+    float r = fmaf(n, -0.693359375f, xc);
+    r = fmaf(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float y = fmaf(p * r, r, r) + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23; /* n in [-126, 0]: a normal power of two */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    y *= scale;
+    return x > -87.0f ? y : x != x ? x : 0.0f;
+}
+
 static inline const float *token_keys(const mla_attn *a, int64_t t) {
     const dsv3_kv_cache *kc = a->caches[a->ws->item_of[t]];
     return kc->data + a->cache_layer * kc->cap * a->row;
 }
 
-/* Heads [h0, h0 + gh) of token t (gh = min(G, nh - h0)): [q~ ; q_R] transposed into qt [row][HL],
- * HL = 16 when gh > 8 else 8 (heads as lanes, unused lanes zero). tmp: kvl floats. */
-static void group_query(const mla_attn *a, int64_t t, int64_t h0, int64_t G, float *qt, float *tmp) {
-    const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, kvl = a->kvl;
-    memset(qt, 0, sizeof(float) * (size_t)(a->row * HL));
-    for (int64_t g = 0; g < gh; g++) {
-        const int64_t h = h0 + g;
-        const float *qc = a->ws->q + t * a->nh * a->qk + h * a->qk;
-        absorb_query(tmp, qc, a->kvb + h * a->kvb_stride * kvl, a->nope, kvl);
-        for (int64_t j = 0; j < kvl; j++) qt[j * HL + g] = tmp[j];
-        for (int64_t j = 0; j < a->rd; j++) qt[(kvl + j) * HL + g] = qc[a->nope + j];
-    }
+/* Lane g of the group's transposed query qt [row][HL] (head h0 + g of token t): [q~ ; q_R]; lane 0 also
+ * zeroes the unused lanes gh..HL-1 (HL = 16 when gh > 8 else 8, gh = min(G, nh - h0)). tmp: kvl floats. */
+static void group_query_lane(const mla_attn *a, int64_t t, int64_t h0, int64_t G, int64_t g, float *qt, float *tmp) {
+    const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, kvl = a->kvl, h = h0 + g;
+    const float *qc = a->ws->q + t * a->nh * a->qk + h * a->qk;
+    absorb_query(tmp, qc, a->kvb + h * a->kvb_stride * kvl, a->nope, kvl);
+    for (int64_t j = 0; j < kvl; j++) qt[j * HL + g] = tmp[j];
+    for (int64_t j = 0; j < a->rd; j++) qt[(kvl + j) * HL + g] = qc[a->nope + j];
+    if (g == 0)
+        for (int64_t j = 0; j < a->row; j++)
+            for (int64_t u = gh; u < HL; u++) qt[j * HL + u] = 0.0f;
 }
 
-/* Scores of cache rows [s0, s0 + ns) for the group: sc[g * ctx + s] = σ [q~ ; q_R]_h · cache_s for
+/* Scores of cache rows [s0, s0 + ns) for the group: sc[g * ld + s - s0] = σ [q~ ; q_R]_h · cache_s for
  * head h = h0 + g, g < gh. Each tile of 16 rows is read once for all heads of the group. Causal: the caller
  * passes rows below pos + 1 only (spec §3.6, mask p_s <= p_t). */
 static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, const float *qt, int64_t s0, int64_t ns,
-                         float *sc) {
-    const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, row = a->row, ctx = a->ws->ctx;
+                         float *sc, int64_t ld) {
+    const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, row = a->row;
     const float *keys = token_keys(a, t);
     float tile[ROW_TILE * 16];
     /* a speed choice only: the kernels give the same bits (the golden test compares the ISA paths) */
@@ -380,7 +462,7 @@ static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     if (gh <= 8 && simd) {
         for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
             const int64_t nt = s0 + ns - s < ROW_TILE ? s0 + ns - s : ROW_TILE;
-            scores_tile_rows_avx512(qt, HL, gh, keys + s * row, row, nt, row, a->sigma, sc + s, ctx);
+            scores_tile_rows_avx512(qt, HL, gh, keys + s * row, row, nt, row, a->sigma, sc + (s - s0), ld);
         }
         return;
     }
@@ -391,37 +473,74 @@ static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
         else if (HL == 16) scores_tile_16(qt, keys + s * row, row, nt, row, a->sigma, tile);
         else scores_tile_8(qt, keys + s * row, row, nt, row, a->sigma, tile);
         for (int64_t g = 0; g < gh; g++)
-            for (int64_t i = 0; i < nt; i++) sc[g * ctx + s + i] = tile[i * HL + g];
+            for (int64_t i = 0; i < nt; i++) sc[g * ld + (s - s0) + i] = tile[i * HL + g];
     }
 }
 
-/* Latent columns [j0, j0 + nj) of the group's heads: lat[g * kvl + j] = sum_s p_g[s] c_s[j] over the
- * token's keys, s ascending per element (sc holds the group's probabilities, [g][ctx]). */
-static void group_latent(const mla_attn *a, int64_t t, int64_t h0, int64_t G, int64_t j0, int64_t nj, const float *sc,
-                         float *lat) {
-    const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, row = a->row, ctx = a->ws->ctx, kvl = a->kvl;
-    const int64_t nk = a->ws->pos[t] + 1;
-    const float *keys = token_keys(a, t);
-    for (int64_t g = 0; g < gh; g++) memset(lat + g * kvl + j0, 0, sizeof(float) * (size_t)nj);
+/* Chunk softmax of one head's scores p[i], i < ns, in place: m = max (i order), p = attn_exp(p - m),
+ * l = 16 partial sums (element i into lane i % 16, i ascending) combined by reduce16. */
+static void softmax_chunk(float *p, int64_t ns, float *m_out, float *l_out) {
+    float m = -INFINITY, acc[LANES] = {0};
+    for (int64_t i = 0; i < ns; i++) m = p[i] > m ? p[i] : m;
+    for (int64_t i = 0; i < ns; i++) p[i] = attn_exp(p[i] - m);
+    for (int64_t i = 0; i < ns; i++) acc[i % LANES] += p[i];
+    *m_out = m;
+    *l_out = reduce16(acc);
+}
+
+/* One chunk of keys [s0, s0 + ns) for the group (see the top of this part): out [gh][kvl + 2] holds per
+ * head L_c (kvl floats), m_c, l_c. sc: scratch [DSV3_MLA_MAX_GROUP * ATTN_CHUNK]. */
+static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, const float *qt, int64_t s0, int64_t ns,
+                         float *sc, float *out) {
+    const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, row = a->row, kvl = a->kvl, ost = kvl + 2;
+    const float *keys = token_keys(a, t) + s0 * row;
     const int simd = MLA_SIMD(); /* same bits, faster */
-    for (int64_t s = 0; s < nk; s += ROW_TILE) {
-        const int64_t nt = nk - s < ROW_TILE ? nk - s : ROW_TILE;
-        int64_t g = 0;
-        for (; g + 4 <= gh; g += 4) {
-            if (simd) {
-                accumulate_rows4_avx512(lat + g * kvl + j0, kvl, sc + g * ctx + s, ctx, keys + s * row + j0, row, nt, nj);
-                continue;
-            }
-            accumulate_rows4(lat + g * kvl + j0, kvl, sc + g * ctx + s, ctx, keys + s * row + j0, row, nt, nj);
+    int64_t pst = ATTN_CHUNK, pss = 1; /* head g's probability of key s: sc[g * pst + s * pss] */
+#ifdef HAVE_SCORES_ROWS_AVX512
+    if (gh > 8 && simd) { /* heads as lanes throughout: sc [s][16] */
+        float m[16], l[16];
+        scores_tile_16_avx512(qt, keys, row, ns, row, a->sigma, sc);
+        softmax_rows16_avx512(sc, ns, m, l);
+        for (int64_t g = 0; g < gh; g++) {
+            out[g * ost + kvl] = m[g];
+            out[g * ost + kvl + 1] = l[g];
         }
-        for (; g < gh; g++) accumulate_rows(lat + g * kvl + j0, sc + g * ctx + s, keys + s * row + j0, row, nt, nj);
+        pst = 1;
+        pss = 16;
+    } else
+#endif
+    {
+        group_scores(a, t, h0, G, qt, s0, ns, sc, ATTN_CHUNK);
+        for (int64_t g = 0; g < gh; g++) softmax_chunk(sc + g * ATTN_CHUNK, ns, out + g * ost + kvl, out + g * ost + kvl + 1);
     }
+    for (int64_t g = 0; g < gh; g++) memset(out + g * ost, 0, sizeof(float) * (size_t)kvl);
+    int64_t g = 0;
+    for (; g + 4 <= gh; g += 4) {
+        if (simd) accumulate_rows4_avx512(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
+        else accumulate_rows4(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
+    }
+    for (; g < gh; g++) accumulate_rows(out + g * ost, sc + g * pst, pss, keys, row, ns, kvl);
 }
 
-/* o_h = W_UV_h latent_h into the attention output of token t. */
-static void head_output(const mla_attn *a, int64_t t, int64_t h, const float *lat) {
+/* Folds one head's chunk result c ([kvl] L_c, m_c, l_c) into its running state st (same layout). */
+static void fold_chunk(float *restrict st, const float *restrict c, int64_t kvl, int first) {
+    if (first) {
+        memcpy(st, c, sizeof(float) * (size_t)(kvl + 2));
+        return;
+    }
+    const float M = st[kvl], mc = c[kvl], Mn = mc > M ? mc : M;
+    const float al = attn_exp(M - Mn), be = attn_exp(mc - Mn);
+    for (int64_t j = 0; j < kvl; j++) st[j] = fmaf(c[j], be, st[j] * al);
+    st[kvl] = Mn;
+    st[kvl + 1] = fmaf(c[kvl + 1], be, st[kvl + 1] * al);
+}
+
+/* o_h = W_UV_h (acc_h / l_h) into the attention output of token t; st: the folded state, overwritten. */
+static void head_output(const mla_attn *a, int64_t t, int64_t h, float *st) {
+    const float inv = 1.0f / st[a->kvl + 1];
+    for (int64_t j = 0; j < a->kvl; j++) st[j] *= inv;
     const float *wuv = a->kvb + h * a->kvb_stride * a->kvl + a->nope * a->kvl;
-    dot_rows(lat, wuv, a->kvl, a->vd, a->kvl, 1.0f, a->ws->attn + t * a->nh * a->vd + h * a->vd);
+    dot_rows(st, wuv, a->kvl, a->vd, a->kvl, 1.0f, a->ws->attn + t * a->nh * a->vd + h * a->vd);
 }
 
 void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches, float *x,
@@ -469,67 +588,72 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
                   .rd = rd, .qk = qk, .vd = vd, .kvl = kvl, .row = row, .kvb_stride = kvb_stride,
                   .sigma = m->softmax_scale};
     const int nthr = omp_get_max_threads();
+    const int64_t ost = kvl + 2; /* a chunk result / folded state per head: [kvl] sums, max, normaliser */
     int64_t G = nh < DSV3_MLA_MAX_GROUP ? nh : DSV3_MLA_MAX_GROUP, ngroups = (nh + G - 1) / G;
     int64_t nk_max = 1; /* longest context of the batch (the schedule choice never changes a result) */
     for (int64_t t = 0; t < n; t++) nk_max = ws->pos[t] + 1 > nk_max ? ws->pos[t] + 1 : nk_max;
     const int par = n * nh * nk_max * row > DSV3_OMP_MIN_WORK;
-    if (par && n < nthr && nk_max >= MLA_SPLIT_MIN_CTX && n * ngroups <= nthr &&
-        n * nh <= (int64_t)nthr * DSV3_MLA_MAX_GROUP) {
-        /* Few tokens (decode): every phase is split over the threads inside a token: scores by row
-         * chunks, the latent sums by column chunks, so the token's cache is read about twice in all,
-         * whatever the thread count. Buffers for all n tokens fit in the threads' scratch. */
-        float *qt = ws->head_scratch;              /* [n][ngroups][row][16] */
-        float *sc = qt + n * ngroups * row * 16;   /* [n][nh][ctx] */
-        float *lat = sc + n * nh * ws->ctx;        /* [n][nh][kvl] */
-        const int64_t nch = (nk_max + SCORE_CHUNK - 1) / SCORE_CHUNK, ncol = (kvl + 63) / 64;
+    if (par && n < nthr && nk_max >= MLA_SPLIT_MIN_CTX && n * ngroups <= nthr) {
+        /* Few tokens (decode): the chunks of a token are spread over the threads, in windows of
+         * SPLIT_WINDOW chunks: every chunk result of the window is computed (dynamic schedule), then each
+         * (token, head) folds the window's chunks in ascending order — the fold order of the item
+         * schedule below, so the same bits. Buffers (n * ngroups <= threads items) fit in the scratch. */
+        const int64_t items = n * ngroups, nch = (nk_max + ATTN_CHUNK - 1) / ATTN_CHUNK;
+        float *qt = ws->head_scratch;                        /* [items][row][16] */
+        float *st = qt + items * row * 16;                   /* [n][nh][ost] folded state */
+        float *buf = st + n * nh * ost;                      /* [items][SPLIT_WINDOW][G][ost] */
 #pragma omp parallel
         {
+            float sc[DSV3_MLA_MAX_GROUP * ATTN_CHUNK];
 #pragma omp for schedule(static)
-            for (int64_t it = 0; it < n * ngroups; it++) {
-                const int64_t t = it / ngroups, h0 = (it % ngroups) * G;
-                group_query(&a, t, h0, G, qt + it * row * 16, lat + (t * nh + h0) * kvl); /* own latent rows as tmp */
+            for (int64_t th = 0; th < n * nh; th++) { /* one head per iteration; its own state as tmp */
+                const int64_t t = th / nh, h = th % nh, tg = t * ngroups + h / G;
+                group_query_lane(&a, t, (h / G) * G, G, h % G, qt + tg * row * 16, st + th * ost);
             }
+            for (int64_t w0 = 0; w0 < nch; w0 += SPLIT_WINDOW) {
+                const int64_t nw = nch - w0 < SPLIT_WINDOW ? nch - w0 : SPLIT_WINDOW;
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t it = 0; it < n * ngroups * nch; it++) {
-                const int64_t tg = it / nch, t = tg / ngroups, s0 = (it % nch) * SCORE_CHUNK, nk = a.ws->pos[t] + 1;
-                const int64_t h0 = (tg % ngroups) * G;
-                if (s0 < nk)
-                    group_scores(&a, t, h0, G, qt + tg * row * 16, s0, nk - s0 < SCORE_CHUNK ? nk - s0 : SCORE_CHUNK,
-                                 sc + (t * nh + h0) * ws->ctx);
-            }
+                for (int64_t it = 0; it < items * nw; it++) {
+                    const int64_t tg = it / nw, c = w0 + it % nw, t = tg / ngroups, h0 = (tg % ngroups) * G;
+                    const int64_t s0 = c * ATTN_CHUNK, nk = ws->pos[t] + 1;
+                    if (s0 < nk)
+                        chunk_attend(&a, t, h0, G, qt + tg * row * 16, s0, nk - s0 < ATTN_CHUNK ? nk - s0 : ATTN_CHUNK,
+                                     sc, buf + (tg * SPLIT_WINDOW + (c - w0)) * G * ost);
+                }
 #pragma omp for schedule(static)
-            for (int64_t th = 0; th < n * nh; th++) dsv3_softmax_inplace(sc + th * ws->ctx, a.ws->pos[th / nh] + 1);
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t it = 0; it < n * ngroups * ncol; it++) {
-                const int64_t tg = it / ncol, t = tg / ngroups, j0 = (it % ncol) * 64, h0 = (tg % ngroups) * G;
-                group_latent(&a, t, h0, G, j0, kvl - j0 < 64 ? kvl - j0 : 64, sc + (t * nh + h0) * ws->ctx,
-                             lat + (t * nh + h0) * kvl);
+                for (int64_t th = 0; th < n * nh; th++) {
+                    const int64_t t = th / nh, h = th % nh, tg = t * ngroups + h / G, nkc = (ws->pos[t] + ATTN_CHUNK) / ATTN_CHUNK;
+                    for (int64_t c = w0; c < w0 + nw && c < nkc; c++)
+                        fold_chunk(st + th * ost, buf + ((tg * SPLIT_WINDOW + (c - w0)) * G + h % G) * ost, kvl, c == 0);
+                    if (w0 + nw >= nch) head_output(&a, t, h, st + th * ost);
+                }
             }
-#pragma omp for schedule(static)
-            for (int64_t th = 0; th < n * nh; th++) head_output(&a, th / nh, th % nh, lat + th * kvl);
         }
     } else {
         /* Work items (token, group of G heads), one thread each: the group's heads share every pass over
-         * the token's cache rows. With fewer tokens than threads (short contexts, where the split
-         * schedule's barriers cost more than they save) smaller groups give every thread an item. */
+         * the token's cache rows, chunk by chunk, folded as they come. With fewer tokens than threads
+         * (short contexts, where the split schedule's barriers cost more than they save) smaller groups
+         * give every thread an item. */
         if (n < nthr) {
             int64_t per_tok = (nthr + n - 1) / n, g = (nh + per_tok - 1) / per_tok;
             if (g < G) G = g < 1 ? 1 : g;
             ngroups = (nh + G - 1) / G;
         }
-        const int64_t scratch = dsv3_mla_scratch_per_thread(c, ws->ctx);
+        const int64_t scratch = dsv3_mla_scratch_per_thread(c);
 #pragma omp parallel for schedule(dynamic, 1) if (par)
         for (int64_t it = 0; it < n * ngroups; it++) {
             const int64_t t = it / ngroups, h0 = (it % ngroups) * G, gh = nh - h0 < G ? nh - h0 : G;
             float *qt = ws->head_scratch + omp_get_thread_num() * scratch; /* [row][16] */
-            float *lat = qt + DSV3_MLA_MAX_GROUP * row;                     /* [gh][kvl] */
-            float *sc = lat + DSV3_MLA_MAX_GROUP * kvl;                     /* [gh][ctx] */
+            float *st = qt + DSV3_MLA_MAX_GROUP * row;                      /* [gh][ost] folded state */
+            float *cr = st + DSV3_MLA_MAX_GROUP * ost;                      /* [gh][ost] chunk result */
+            float *sc = cr + DSV3_MLA_MAX_GROUP * ost;                      /* [G][ATTN_CHUNK] */
             const int64_t nk = ws->pos[t] + 1;
-            group_query(&a, t, h0, G, qt, lat);
-            group_scores(&a, t, h0, G, qt, 0, nk, sc);
-            for (int64_t g = 0; g < gh; g++) dsv3_softmax_inplace(sc + g * ws->ctx, nk);
-            group_latent(&a, t, h0, G, 0, kvl, sc, lat);
-            for (int64_t g = 0; g < gh; g++) head_output(&a, t, h0 + g, lat + g * kvl);
+            for (int64_t g = 0; g < gh; g++) group_query_lane(&a, t, h0, G, g, qt, st);
+            for (int64_t s0 = 0; s0 < nk; s0 += ATTN_CHUNK) {
+                chunk_attend(&a, t, h0, G, qt, s0, nk - s0 < ATTN_CHUNK ? nk - s0 : ATTN_CHUNK, sc, cr);
+                for (int64_t g = 0; g < gh; g++) fold_chunk(st + g * ost, cr + g * ost, kvl, s0 == 0);
+            }
+            for (int64_t g = 0; g < gh; g++) head_output(&a, t, h0 + g, st + g * ost);
         }
     }
     be->matmul(ws->proj, ws->attn, n, &L->o);

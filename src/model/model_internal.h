@@ -40,7 +40,7 @@ typedef struct {
     float *base;
     float *x, *hn, *qa, *q, *kv, *attn, *proj, *ffn_a, *ffn_b, *router_logits;
     float *kvb;                          /* dequantised kv_b_proj [H*(nope+v), kv_lora] */
-    float *head_scratch;                 /* per thread: dsv3_mla_scratch_per_thread(cfg, ctx) floats */
+    float *head_scratch;                 /* per thread: dsv3_mla_scratch_per_thread(cfg) floats */
     float *moe_in, *moe_a, *moe_b, *moe_out;
     int32_t *route_idx;                  /* [n_tok, K] */
     float *route_w;                      /* [n_tok, K] */
@@ -84,9 +84,15 @@ void dsv3_ws_free(dsv3_workspace *ws);
 void dsv3_embed_rows(const dsv3_model *m, const int32_t *tokens, int64_t n, float *x);
 /* MLA processes up to this many heads of a token per pass over its cache. */
 #define DSV3_MLA_MAX_GROUP 16
-/* Per-thread MLA scratch for contexts up to ctx keys: q~ [G][kvl+rope], latent [G][kvl], scores [G][ctx]. */
-static inline int64_t dsv3_mla_scratch_per_thread(const dsv3_config *c, int64_t ctx) {
-    return DSV3_MLA_MAX_GROUP * (c->kv_lora_rank + c->qk_rope_head_dim + c->kv_lora_rank + ctx);
+/* MLA softmax chunk: keys per chunk, cut at absolute positions (part of the numerics, see mla.c). */
+#define DSV3_MLA_CHUNK 64
+/* Chunks per parallel window of the few-token MLA schedule (speed only). */
+#define DSV3_MLA_SPLIT_WINDOW 64
+/* Per-thread MLA scratch (independent of the context length): q~ [G][kvl+rope], chunk scores [G][chunk],
+ * and [G][kvl+2] chunk results / folded states: 2 for the item schedule, window + 1 for the split one. */
+static inline int64_t dsv3_mla_scratch_per_thread(const dsv3_config *c) {
+    return DSV3_MLA_MAX_GROUP *
+           (c->kv_lora_rank + c->qk_rope_head_dim + DSV3_MLA_CHUNK + (DSV3_MLA_SPLIT_WINDOW + 2) * (c->kv_lora_rank + 2));
 }
 /* Attention sub-block: x[n, hidden] += MLA(attn_norm(x)); rows belong to
  * items (per-row cache item + position in m->ws.item_of / m->ws.pos). */

@@ -151,35 +151,44 @@ static void thread_invariance(const char *set, int64_t long_len) {
 TEST(mla_thread_group_invariance_tiny) { thread_invariance("tiny", 0); }
 TEST(mla_thread_group_invariance_small) { thread_invariance("small", 261); }
 
-/* The vectorised attention kernels (16-head groups with heads as lanes, 64-column latent blocks)
- * against the portable ones: a 16-head model (none of the fixtures has more than 4 heads) gives
- * bitwise-identical logits on every ISA path whose kernels are meant to agree bitwise. */
-TEST(mla_isa_paths_bitwise_16_heads) {
+/* A 2-layer F32 model with the tiny fixture's config but 16 heads and kv_lora_rank 200 (128 + 72:
+ * kernel blocks and tails); NULL (test failed or skipped) when it cannot be made. */
+static dsv3_model *mla16_model(void) {
     const char *fx = test_fixtures_dir();
-    if (!fx) SKIP("fixtures absent");
+    if (!fx) { test_skip("fixtures absent"); return NULL; }
     char path[4096], dir[4096];
     snprintf(path, sizeof path, "%s/tiny/config.json", fx);
     json_t *cfg = json_load_file(path, 0, NULL);
-    CHECK(cfg);
-    if (!cfg) return;
+    if (!cfg) { test_fail_at(__FILE__, __LINE__, "cannot read %s", path); return NULL; }
     json_object_set_new(cfg, "num_attention_heads", json_integer(16));
     json_object_set_new(cfg, "num_key_value_heads", json_integer(16));
-    json_object_set_new(cfg, "kv_lora_rank", json_integer(200)); /* 128 + 72: kernel blocks and tails */
+    json_object_set_new(cfg, "kv_lora_rank", json_integer(200));
     json_object_set_new(cfg, "num_hidden_layers", json_integer(2));
     snprintf(path, sizeof path, "%s/mla16.json", test_tmp_dir());
     snprintf(dir, sizeof dir, "%s/mla16", test_tmp_dir());
-    CHECK(json_dump_file(cfg, path, 0) == 0);
+    int rc = json_dump_file(cfg, path, 0);
     json_decref(cfg);
+    if (rc) { test_fail_at(__FILE__, __LINE__, "cannot write %s", path); return NULL; }
     dsv3_init_opts o;
     dsv3_init_opts_default(&o);
     o.dtype = DSV3_INIT_F32;
     o.std = 0.05f;
     o.overwrite = 1;
     dsv3_model *m = NULL;
-    CHECK(dsv3_init_model(path, dir, &o, NULL, NULL) == DSV3_OK && dsv3_model_load(dir, &m, NULL) == DSV3_OK);
+    if (dsv3_init_model(path, dir, &o, NULL, NULL) != DSV3_OK || dsv3_model_load(dir, &m, NULL) != DSV3_OK)
+        test_fail_at(__FILE__, __LINE__, "cannot make the 16-head model in %s", dir);
+    return m;
+}
+
+/* The vectorised attention kernels (16-head groups with heads as lanes, 64-column latent blocks, the
+ * heads-as-lanes chunk softmax) against the portable ones: a 16-head model (none of the fixtures has
+ * more than 4 heads) gives bitwise-identical logits on every ISA path whose kernels are meant to agree
+ * bitwise; 150 tokens span three softmax chunks. */
+TEST(mla_isa_paths_bitwise_16_heads) {
+    dsv3_model *m = mla16_model();
     if (!m) return;
-    const int64_t V = dsv3_model_config(m)->vocab_size, np = 37;
-    int32_t prompt[37];
+    const int64_t V = dsv3_model_config(m)->vocab_size, np = 150;
+    int32_t prompt[150];
     for (int64_t i = 0; i < np; i++) prompt[i] = (int32_t)((i * 7919 + 13) % V);
     float *base = malloc(sizeof(float) * (size_t)((np + D) * V)), *got = malloc(sizeof(float) * (size_t)((np + D) * V));
     const dsv3_cpu_isa saved = dsv3_cpu_isa_get(), paths[] = {DSV3_CPU_ISA_SCALAR, DSV3_CPU_ISA_AVX2, DSV3_CPU_ISA_AVX512};
@@ -196,5 +205,47 @@ TEST(mla_isa_paths_bitwise_16_heads) {
     dsv3_cpu_isa_set(saved);
     free(base);
     free(got);
+    dsv3_model_free(m);
+}
+
+/* Chunked softmax across schedules: the logits of the last D of 300 + D tokens computed in one prefill
+ * (item schedule, chunks folded inline) equal those of decode steps after a 300-token prefill (with 2+
+ * threads the split schedule: chunks computed in parallel, folded afterwards), bitwise, for 1..MAX_NT
+ * threads. */
+TEST(mla_long_context_prefill_equals_decode) {
+    dsv3_model *m = mla16_model();
+    if (!m) return;
+    const int64_t V = dsv3_model_config(m)->vocab_size, np = 300, T = np + D;
+    int32_t ids[300 + D];
+    for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
+    float *full = malloc(sizeof(float) * (size_t)(D * V)), *step = malloc(sizeof(float) * (size_t)(D * V));
+    uint8_t mask[300 + D] = {0};
+    for (int64_t i = np; i < T; i++) mask[i] = 1;
+    const int saved = omp_get_max_threads();
+    dsv3_error err = {0};
+    dsv3_kv_cache *kc = NULL;
+    int ok = dsv3_kv_cache_new(m, T, &kc, &err) == DSV3_OK;
+    if (ok) {
+        dsv3_batch_item it = {kc, ids, T};
+        dsv3_forward_out out = {.logits = full, .logits_mask = mask, .logits_packed = 1};
+        ok = dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK;
+    }
+    for (int nt = 1; nt <= MAX_NT && ok; nt++) {
+        omp_set_num_threads(nt);
+        dsv3_kv_cache_truncate(kc, np, 0);
+        for (int64_t i = 0; i < D && ok; i++) {
+            dsv3_batch_item it = {kc, ids + np + i, 1};
+            dsv3_forward_out out = {.logits = step + i * V};
+            ok = dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK;
+        }
+        if (ok) CHECK_MSG(!memcmp(full, step, sizeof(float) * (size_t)(D * V)),
+                          "decode at %lld tokens of context with %d threads differs bitwise from the prefill",
+                          (long long)np, nt);
+    }
+    if (!ok) test_fail_at(__FILE__, __LINE__, "%s", err.msg);
+    omp_set_num_threads(saved);
+    dsv3_kv_cache_free(kc);
+    free(full);
+    free(step);
     dsv3_model_free(m);
 }

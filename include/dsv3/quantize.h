@@ -7,7 +7,7 @@
  * F8_E4M3 plus "<name>_scale_inv" F32 [ceil(rows/B), ceil(cols/B)] with
  * scale = max(block amax, 1e-12) / 448 per BxB block; every other tensor
  * (embeddings, lm_head, norms, router gate, e_score_correction_bias, eh_proj)
- * is copied unchanged. */
+ * is copied unchanged (lm_head too unless fp8_lm_head). */
 #ifndef DSV3_QUANTIZE_H
 #define DSV3_QUANTIZE_H
 
@@ -18,6 +18,8 @@
 typedef struct {
     int block;              /* block edge B (default 128; 1..65536) */
     int overwrite;          /* replace an existing checkpoint in out_dir (else that is an error) */
+    int fp8_lm_head;        /* also quantise lm_head.weight (DeepSeek-V3 keeps it BF16; FP8 halves the
+                             * bytes decode reads for it, the largest matrix of small models) */
     /* Optional progress callback, called after each output shard is written. */
     void (*progress)(void *ctx, int shard, int n_shards, const char *path);
     void *progress_ctx;

@@ -1,4 +1,4 @@
-/* dsv3 quantize --model IN_DIR --out OUT_DIR --to fp8 [--block 128] [--force] [-q] [-t N] */
+/* dsv3 quantize --model IN_DIR --out OUT_DIR --to fp8 [--block 128] [--fp8-lm-head] [--force] [-q] [-t N] */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +17,8 @@ static void usage(FILE *f) {
                "Weights that are already FP8 (same block size) are kept as they are.\n\n"
                "  --to fp8          target format (only fp8)\n"
                "  --block B         block edge (default 128, as DeepSeek-V3)\n"
+               "  --fp8-lm-head     quantise lm_head.weight too (DeepSeek-V3 keeps it BF16; in FP8\n"
+               "                    decode reads half the bytes for the vocabulary projection)\n"
                "  --force           replace an existing checkpoint in OUT_DIR\n"
                "  -q                no progress output\n"
                "  -t N              threads (default: all cores)\n");
@@ -29,11 +31,12 @@ static void progress(void *ctx, int shard, int n_shards, const char *path) {
 
 int cmd_quantize(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *to = NULL, *block_s = "128", *threads = NULL;
-    int bad = 0, quiet = 0, force = 0;
+    int bad = 0, quiet = 0, force = 0, fp8_head = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         if (!strcmp(argv[i], "-q")) { quiet = 1; continue; }
         if (!strcmp(argv[i], "--force")) { force = 1; continue; }
+        if (!strcmp(argv[i], "--fp8-lm-head")) { fp8_head = 1; continue; }
         if (cli_opt(argc, argv, &i, "--model", &in, &bad) || cli_opt(argc, argv, &i, "--out", &out, &bad) ||
             cli_opt(argc, argv, &i, "--to", &to, &bad) || cli_opt(argc, argv, &i, "--block", &block_s, &bad) ||
             cli_opt(argc, argv, &i, "-t", &threads, &bad))
@@ -64,6 +67,7 @@ int cmd_quantize(int argc, char **argv) {
     dsv3_quantize_opts_default(&o);
     o.block = (int)block;
     o.overwrite = force;
+    o.fp8_lm_head = fp8_head;
     if (!quiet) o.progress = progress;
     dsv3_error err = {0};
     dsv3_quantize_result r;

@@ -101,7 +101,8 @@ static uint64_t scale_bytes(int64_t rows, int64_t cols, int64_t b) {
     return (uint64_t)((rows + b - 1) / b) * (uint64_t)((cols + b - 1) / b) * 4u;
 }
 
-static dsv3_status build_plan(const dsv3_model *m, const char *in_dir, int64_t B, plan *p, dsv3_error *err) {
+static dsv3_status build_plan(const dsv3_model *m, const char *in_dir, int64_t B, const dsv3_quantize_opts *o, plan *p,
+                              dsv3_error *err) {
     const dsv3_checkpoint *ck = m->ckpt;
     const dsv3_config *c = &m->cfg;
     size_t n = dsv3_ckpt_count(ck);
@@ -152,7 +153,8 @@ static dsv3_status build_plan(const dsv3_model *m, const char *in_dir, int64_t B
             if (st) break;
             e->kind = KIND_KEEP_FP8;
             e->out_bytes = t->nbytes + e->scale->nbytes;
-        } else if (dsv3_quantize_is_fp8_weight(t->name) && t->ndim == 2 && t->numel > 0) {
+        } else if ((dsv3_quantize_is_fp8_weight(t->name) || (o->fp8_lm_head && !strcmp(t->name, "lm_head.weight"))) &&
+                   t->ndim == 2 && t->numel > 0) {
             if (t->dtype != DSV3_F32 && t->dtype != DSV3_BF16 && t->dtype != DSV3_F16) {
                 st = dsv3_fail(err, DSV3_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (want BF16, F16 or F32)",
                                t->file, t->name, dsv3_dtype_name(t->dtype));
@@ -322,7 +324,7 @@ dsv3_status dsv3_quantize_fp8(const char *in_dir, const char *out_dir, const dsv
     if (st) return dsv3_wrap(err, st, "quantize: input %s", in_dir);
     plan p;
     char *cfg_text = NULL;
-    st = build_plan(m, in_dir, B, &p, err);
+    st = build_plan(m, in_dir, B, o, &p, err);
     if (!st) st = make_config(in_dir, B, &cfg_text, err);
     char path[4200], src[4200];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", in_dir);

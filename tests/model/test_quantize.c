@@ -422,3 +422,44 @@ TEST(quantize_errors) {
     char *a5[] = {"quantize", "--model", in, "--out", out, "--to", "fp8", "-q", "--force", NULL};
     CHECK(test_run_cli(cmd_quantize, 9, a5, NULL) == 0);
 }
+
+/* fp8_lm_head: lm_head.weight becomes F8_E4M3 + scale too (one more FP8 weight than the default), the
+ * model loads, and its logits stay close to the default FP8 checkpoint's (only the head's rounding
+ * differs: a few % of the logits' rms). */
+TEST(quantize_fp8_lm_head_option) {
+    char in[4096], out[4096], out2[4096];
+    if (!tiny_dir(in, sizeof in)) SKIP("fixtures absent");
+    dsv3_error err = {0};
+    dsv3_quantize_result r, r2;
+    CHECK_MSG(quantize(in, "q-tiny-head-default", 128, 1, out, sizeof out, &r, &err) == DSV3_OK, "%s", err.msg);
+    snprintf(out2, sizeof out2, "%s/q-tiny-head-fp8", test_tmp_dir());
+    dsv3_quantize_opts o;
+    dsv3_quantize_opts_default(&o);
+    o.overwrite = 1;
+    o.fp8_lm_head = 1;
+    CHECK_MSG(dsv3_quantize_fp8(in, out2, &o, &r2, &err) == DSV3_OK, "%s", err.msg);
+    CHECK_MSG(r2.n_quantized == r.n_quantized + 1, "%lld vs %lld quantised", (long long)r2.n_quantized,
+              (long long)r.n_quantized);
+    CHECK(r2.out_bytes < r.out_bytes);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/model.safetensors", out2);
+    dsv3_st_file *f = NULL;
+    CHECK_MSG(dsv3_st_open(p, &f, &err) == DSV3_OK, "%s", err.msg);
+    const dsv3_tensor_view *h = dsv3_st_find(f, "lm_head.weight"), *hs = dsv3_st_find(f, "lm_head.weight_scale_inv");
+    CHECK(h && h->dtype == DSV3_F8_E4M3 && hs && hs->dtype == DSV3_F32);
+    dsv3_st_close(f);
+    const int32_t toks[6] = {0, 5, 17, 300, 42, 7};
+    int64_t V = 0, V2 = 0, H = 0;
+    float *h1 = NULL, *h2 = NULL;
+    float *l1 = run_logits(out, toks, 6, &V, &h1, &H), *l2 = run_logits(out2, toks, 6, &V2, &h2, &H);
+    CHECK(l1 && l2 && V == V2);
+    if (l1 && l2 && V == V2) {
+        double rms = rel_rms(l2, l1, 6 * V);
+        printf("    FP8 lm_head vs BF16 lm_head (FP8 checkpoints): logits rms rel err %.4f\n", rms);
+        CHECK_MSG(rms > 0 && rms < 0.1, "logits rms rel err %g", rms);
+    }
+    free(l1);
+    free(l2);
+    free(h1);
+    free(h2);
+}

@@ -59,7 +59,7 @@ static void weight_make(test_weight *tw, dsv3_dtype dt, int64_t rows, int64_t co
     tw->scale = malloc(sizeof(float) * (size_t)(sr * sc));
     for (int64_t i = 0; i < sr * sc; i++) tw->scale[i] = (0.5f + (float)(rng(&s) % 1000) / 1000.0f) * scale_mul;
     int fp8 = dt == DSV3_F8_E4M3 || dt == DSV3_F8_E5M2;
-    dsv3_weight W = {dt, rows, cols, d, fp8 ? tw->scale : NULL, br, bc, sr, sc};
+    dsv3_weight W = {dt, rows, cols, d, fp8 ? tw->scale : NULL, br, bc, sr, sc, 0};
     tw->W = W;
 }
 

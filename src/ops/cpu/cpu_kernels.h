@@ -45,9 +45,14 @@ extern const dsv3_cpu_kernels dsv3_cpu_kernels_avx512;
 /* Reference decode of elements [c0, c0+n) of row r of W into dst (kernels.c). */
 void dsv3_cpu_decode_span(const dsv3_weight *W, int64_t r, int64_t c0, int64_t n, float *dst);
 
-/* 1 when no finite FP8 block scale s of W overflows in s * 2^8 (lets the SIMD
- * E4M3 decode fold its 2^-8 exponent offset into the scale, see matmul_avx512.c). */
-int dsv3_cpu_fp8_scales_foldable(const dsv3_weight *W);
+/* 1 when no finite FP8 block scale s of W overflows in s * fold (fold a power of two:
+ * lets the SIMD E4M3 decodes fold their exponent offset into the scale, see matmul_avx512.c). */
+int dsv3_cpu_fp8_scales_foldable(const dsv3_weight *W, float fold);
+
+/* 1 when the FP8 weight W has no NaN codes (E4M3FN 0x7f/0xff, E5M2 exponent 31 with a
+ * nonzero mantissa): scanned once at the first call, remembered in W->fp8_nan_state
+ * (thread-safe; concurrent first calls scan twice and agree). */
+int dsv3_cpu_fp8_nan_free(const dsv3_weight *W);
 
 /* Fast-path eligibility: FP8 scale blocks must not split a 32-element chunk. */
 static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
@@ -55,14 +60,14 @@ static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
 }
 
 /* How the SIMD kernels decode a weight (shared by matmul_avx2.c and matmul_avx512.c). */
-enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC };
+enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC, K_E4M3_DWORD /* avx512 only */ };
 static inline int dsv3_cpu_kind(const dsv3_weight *W) {
     if (!dsv3_cpu_blocks_aligned(W)) return K_GENERIC;
     switch (W->dtype) {
     case DSV3_F32: return K_F32;
     case DSV3_BF16: return K_BF16;
     case DSV3_F16: return K_F16;
-    case DSV3_F8_E4M3: return dsv3_cpu_fp8_scales_foldable(W) ? K_E4M3 : K_E4M3_UNFOLDED;
+    case DSV3_F8_E4M3: return dsv3_cpu_fp8_scales_foldable(W, 0x1p8f) ? K_E4M3 : K_E4M3_UNFOLDED;
     case DSV3_F8_E5M2: return K_E5M2;
     default: return K_GENERIC;
     }

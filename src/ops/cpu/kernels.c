@@ -53,13 +53,29 @@ void dsv3_cpu_decode_span(const dsv3_weight *W, int64_t r, int64_t c0, int64_t n
     }
 }
 
-int dsv3_cpu_fp8_scales_foldable(const dsv3_weight *W) {
+int dsv3_cpu_fp8_scales_foldable(const dsv3_weight *W, float fold) {
     if (!W->scale) return 0;
     for (int64_t i = 0; i < W->scale_rows * W->scale_cols; i++) {
         float s = W->scale[i];
-        if (isfinite(s) && isinf(s * 0x1p8f)) return 0;
+        if (isfinite(s) && isinf(s * fold)) return 0;
     }
     return 1;
+}
+
+int dsv3_cpu_fp8_nan_free(const dsv3_weight *W) {
+    int state = __atomic_load_n(&W->fp8_nan_state, __ATOMIC_ACQUIRE);
+    if (state) return state == 1;
+    const uint8_t *p = W->data;
+    const size_t n = (size_t)W->rows * (size_t)W->cols;
+    const int e5m2 = W->dtype == DSV3_F8_E5M2;
+    unsigned char any = 0;
+    for (size_t i = 0; i < n; i++) { /* E4M3FN NaN: low 7 bits all set; E5M2: (b & 0x7f) > 0x7c */
+        const unsigned char b = p[i] & 0x7f;
+        any |= e5m2 ? b > 0x7c : b == 0x7f;
+    }
+    state = any ? 2 : 1;
+    __atomic_store_n((int *)&W->fp8_nan_state, state, __ATOMIC_RELEASE); /* W is const for the kernels only */
+    return state == 1;
 }
 
 void dsv3_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {

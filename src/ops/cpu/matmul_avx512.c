@@ -68,6 +68,20 @@ AI __m256i e4m3_to_half_bits(__m128i b16) {
     return _mm256_and_si256(v, _mm256_set1_epi16((short)0xbf80));
 }
 
+/* E4M3 codes -> f32 of (e4m3 value * 2^-120), exactly, in 32-bit lanes (fewer
+ * operations than the half route: no vcvtph2ps): sign-extending the byte to 32
+ * bits and shifting left by 20 puts mantissa bits at 20..22, exponent bits at
+ * 23..26 and sign copies above; the mask keeps bit 31 and bits 20..26. That is
+ * an f32 with exponent field E: 2^(E-127) (1 + m/8) = e4m3 * 2^-120 (E >= 1), and
+ * the f32 subnormal 2^-126 (m/8) = e4m3 * 2^-120 for E = 0. Multiplying by
+ * s * 2^120 (exact while finite) rounds the exact lut[q] * s once, as the
+ * reference. NaN codes decode to ordinary numbers: only for weights scanned free
+ * of them (dsv3_cpu_fp8_nan_free). */
+AI __m512 e4m3_to_f32_scaled(__m128i b16) {
+    __m512i v = _mm512_slli_epi32(_mm512_cvtepi8_epi32(b16), 20);
+    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0x87f00000u)));
+}
+
 /* Bytes of the 32 FP8 codes at p that are NaN (0xff), else 0: E4M3FN 0x7f/0xff,
  * E5M2 (b & 0x7f) > 0x7c (Inf is exact in the half conversion). The decoders
  * below treat NaN codes as ordinary numbers; chunks with any NaN code take the
@@ -107,6 +121,9 @@ AI void decode32(const int kind, const uint8_t *p, int64_t i, __m512 sc, const d
             w[h] = _mm512_mul_ps(f, sc);
         }
         break;
+    case K_E4M3_DWORD: /* see e4m3_to_f32_bits */
+        for (int h = 0; h < 2; h++) w[h] = _mm512_mul_ps(e4m3_to_f32_scaled(_mm_loadu_si128((const __m128i *)(p + i + 16 * h))), sc);
+        break;
     case K_E5M2: /* E5M2 is the top byte of an IEEE half: (b << 8) converts exactly */
         for (int h = 0; h < 2; h++) {
             __m256i hv = _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(p + i + 16 * h))), 8);
@@ -132,19 +149,20 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
     __m512 acc[4][3][2]; /* R <= 4, TT <= 3 (fixed sizes keep them in registers) */
     for (int j = 0; j < R; j++)
         for (int t = 0; t < TT; t++) acc[j][t][0] = acc[j][t][1] = _mm512_setzero_ps();
-    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
+    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2 || kind == K_E4M3_DWORD;
+    const int check_nan = fp8 && kind != K_E4M3_DWORD; /* DWORD: the weight has none */
     const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
-    const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;
+    const float fold = kind == K_E4M3 ? 0x1p8f : kind == K_E4M3_DWORD ? 0x1p120f : 1.0f;
     for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) { /* FP8: one scale block (multiple of 32 wide) at a time */
         int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
         __m512 sc[4];
         for (int j = 0; j < R; j++) sc[j] = _mm512_set1_ps(fp8 ? rw[j].srow[blk] * fold : 1.0f);
         for (int64_t i = c0; i < c1; i += LANES) {
             __m512 w[4][2];
-            if (pf)
-                for (int j = 0; j < R; j++) _mm_prefetch((const char *)rw[j].p + i * esz + pf, _MM_HINT_T0);
+            if (pf && !((i * esz) & 63)) /* one prefetch per cache line (a 1-byte chunk is half a line) */
+                for (int j = 0; j < R; j++) _mm_prefetch((const char *)rw[j].p + i * esz + pf, _MM_HINT_T1);
             int special = 0;
-            if (fp8) {
+            if (check_nan) {
                 __m256i any = fp8_nan_bytes(kind, rw[0].p + i);
                 for (int j = 1; j < R; j++) any = _mm256_or_si256(any, fp8_nan_bytes(kind, rw[j].p + i));
                 special = _mm256_movemask_epi8(any) != 0;
@@ -219,12 +237,13 @@ DIRECT_SET(K_E4M3, e4m3)
 DIRECT_SET(K_E4M3_UNFOLDED, e4m3u)
 DIRECT_SET(K_E5M2, e5m2)
 DIRECT_SET(K_GENERIC, gen)
+DIRECT_SET(K_E4M3_DWORD, e4m3d)
 
 typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t);
 /* [kind][T-1]: {multi-row tile, single-row tile} */
 #define DIRECT_ROW(SFX) {{d41_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}}
-static const direct_fn g_direct[7][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16), DIRECT_ROW(f16), DIRECT_ROW(e4m3),
-                                            DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2), DIRECT_ROW(gen)};
+static const direct_fn g_direct[8][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16), DIRECT_ROW(f16), DIRECT_ROW(e4m3),
+                                            DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2), DIRECT_ROW(gen), DIRECT_ROW(e4m3d)};
 static const int g_direct_rows[3] = {4, 4, 2};
 
 
@@ -297,6 +316,10 @@ static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T
                                int64_t o0, int64_t o1) {
     int kind = dsv3_cpu_kind(W);
     if (T <= 3) {
+        /* E4M3 in 32-bit lanes when the scales fold 2^120 and no code is NaN (same values) */
+        if ((kind == K_E4M3 || kind == K_E4M3_UNFOLDED) && dsv3_cpu_fp8_scales_foldable(W, 0x1p120f) &&
+            dsv3_cpu_fp8_nan_free(W))
+            kind = K_E4M3_DWORD;
         for (int64_t t0 = 0; t0 < T; t0 += 3) {
             int64_t tt = T - t0 < 3 ? T - t0 : 3;
             matmul_direct(out + t0 * ld, ld, x + t0 * W->cols, tt, W, obase, o0, o1, kind);

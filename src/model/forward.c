@@ -37,6 +37,8 @@ dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_erro
         nh * (c->qk_nope_head_dim + c->v_head_dim) * kvl, /* kvb */
         (int64_t)nthreads * dsv3_mla_scratch_per_thread(c), /* MLA scratch */
         n_tok * H, n_tok * H,                  /* moe_in, moe_out */
+        dsv3_moe_token_scratch(c),             /* moe_a: one-token MoE (moe.c) */
+        2 * DSV3_MLA_TOKEN_BLOCK * nh * (kvl + 2), /* mla_tok */
         n_tok * K, n_tok * K,                  /* route idx / w */
         n_tok * K, n_tok * K,                  /* tok list / w */
         n_tok, n_tok,                          /* pos, item_of */
@@ -51,7 +53,7 @@ dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_erro
     free(ws->base);
     ws->base = base;
     float **ptrs[] = {&ws->x, &ws->hn, &ws->qa, &ws->q, &ws->kv, &ws->attn, &ws->proj, &ws->ffn_a, &ws->ffn_b,
-                      &ws->router_logits, &ws->kvb, &ws->head_scratch, &ws->moe_in, &ws->moe_out,
+                      &ws->router_logits, &ws->kvb, &ws->head_scratch, &ws->moe_in, &ws->moe_out, &ws->moe_a, &ws->mla_tok,
                       (float **)&ws->route_idx, &ws->route_w, (float **)&ws->tok_list, &ws->tok_w,
                       (float **)&ws->pos, (float **)&ws->item_of};
     float *p = base;

@@ -57,48 +57,6 @@ static inline float reduce16(const float *a) {
     return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
-/* One dot product q . r of length len in the lane order above (same as dot_rows). */
-static inline float dot1(const float *restrict q, const float *restrict r, int64_t len) {
-    float acc[LANES] = {0};
-    int64_t j = 0;
-    for (; j + LANES <= len; j += LANES)
-        for (int k = 0; k < LANES; k++) acc[k] = fmaf(q[j + k], r[j + k], acc[k]);
-    for (int k = 0; j + k < len; k++) acc[k] = fmaf(q[j + k], r[j + k], acc[k]);
-    return reduce16(acc);
-}
-
-/* out[i] = scale * (q . rows[i]) for i < nrows (rows at stride ld), 4 rows at a time so the q chunk is
- * loaded once for 4 independent accumulator chains. Each dot equals dot1(q, rows[i], len). */
-static void dot_rows(const float *restrict q, const float *restrict rows, int64_t ld, int64_t nrows, int64_t len,
-                     float scale, float *restrict out) {
-    int64_t i = 0;
-    for (; i + 4 <= nrows; i += 4) {
-        const float *r0 = rows + i * ld, *r1 = r0 + ld, *r2 = r1 + ld, *r3 = r2 + ld;
-        float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};
-        int64_t j = 0;
-        for (; j + LANES <= len; j += LANES)
-            for (int k = 0; k < LANES; k++) {
-                float x = q[j + k];
-                a0[k] = fmaf(x, r0[j + k], a0[k]);
-                a1[k] = fmaf(x, r1[j + k], a1[k]);
-                a2[k] = fmaf(x, r2[j + k], a2[k]);
-                a3[k] = fmaf(x, r3[j + k], a3[k]);
-            }
-        for (int k = 0; j + k < len; k++) {
-            float x = q[j + k];
-            a0[k] = fmaf(x, r0[j + k], a0[k]);
-            a1[k] = fmaf(x, r1[j + k], a1[k]);
-            a2[k] = fmaf(x, r2[j + k], a2[k]);
-            a3[k] = fmaf(x, r3[j + k], a3[k]);
-        }
-        out[i] = reduce16(a0) * scale;
-        out[i + 1] = reduce16(a1) * scale;
-        out[i + 2] = reduce16(a2) * scale;
-        out[i + 3] = reduce16(a3) * scale;
-    }
-    for (; i < nrows; i++) out[i] = dot1(q, rows + i * ld, len) * scale;
-}
-
 /* accumulate_rows for 4 heads at once (lat rows at stride lst; head g's weight of row s at
  * p[g * pst + s * pss]): every cache value loaded feeds 4 heads; each element's fmaf sequence is the
  * same as accumulate_rows'. */
@@ -138,16 +96,67 @@ static void accumulate_rows4(float *restrict lat, int64_t lst, const float *rest
         }
 }
 
-/* q~[j] = sum_d W_UK[d][j] q_C[d], d ascending (wuk: [nope][kvl]). */
-static void absorb_query(float *restrict qt, const float *restrict qc, const float *restrict wuk, int64_t nope,
-                         int64_t kvl) {
-    memset(qt, 0, sizeof(float) * (size_t)kvl);
-    for (int64_t d = 0; d < nope; d++) {
-        const float *w = wuk + d * kvl;
-        const float qd = qc[d];
-        for (int64_t j = 0; j < kvl; j++) qt[j] = fmaf(w[j], qd, qt[j]);
+/* q~_t[j] = sum_d W_UK[d][j] q_C,t[d], d ascending, one fmaf chain per element from 0 (wuk: [nope][kvl]),
+ * for NT tokens (q_C rows at stride lqc, q~ rows at stride lq): each W_UK row is loaded once for the NT
+ * tokens; per element the same chain whatever NT. */
+#define DEFINE_ABSORB(NT)                                                                                      \
+    static void absorb_##NT(float *restrict qt, int64_t lq, const float *restrict qc, int64_t lqc,            \
+                            const float *restrict wuk, int64_t nope, int64_t kvl) {                            \
+        int64_t j = 0;                                                                                         \
+        for (; j + 64 <= kvl; j += 64) {                                                                       \
+            float acc[NT][64];                                                                                 \
+            for (int t = 0; t < NT; t++)                                                                       \
+                for (int k = 0; k < 64; k++) acc[t][k] = 0.0f;                                                 \
+            for (int64_t d = 0; d < nope; d++) {                                                               \
+                const float *w = wuk + d * kvl + j;                                                            \
+                for (int t = 0; t < NT; t++) {                                                                 \
+                    const float qd = qc[t * lqc + d];                                                          \
+                    for (int k = 0; k < 64; k++) acc[t][k] = fmaf(w[k], qd, acc[t][k]);                        \
+                }                                                                                              \
+            }                                                                                                  \
+            for (int t = 0; t < NT; t++) memcpy(qt + t * lq + j, acc[t], sizeof acc[t]);                       \
+        }                                                                                                      \
+        for (int t = 0; t < NT && j < kvl; t++) {                                                              \
+            float *o = qt + t * lq;                                                                            \
+            for (int64_t k = j; k < kvl; k++) o[k] = 0.0f;                                                     \
+            for (int64_t d = 0; d < nope; d++) {                                                               \
+                const float *w = wuk + d * kvl, qd = qc[t * lqc + d];                                          \
+                for (int64_t k = j; k < kvl; k++) o[k] = fmaf(w[k], qd, o[k]);                                 \
+            }                                                                                                  \
+        }                                                                                                      \
     }
-}
+DEFINE_ABSORB(4)
+DEFINE_ABSORB(1)
+
+/* out_t[v] = W_UV[v] . lat_t (v < vd) for NT tokens (lat rows at stride ll, out rows at stride lo), with
+ * dot1's arithmetic (16 lane chains, tail into lanes 0.., reduce16); two W_UV rows at a time, each
+ * loaded once for the NT tokens. */
+#define DEFINE_OUTPUT(NT)                                                                                      \
+    static void output_##NT(float *restrict out, int64_t lo, const float *restrict lat, int64_t ll,           \
+                            const float *restrict wuv, int64_t kvl, int64_t vd) {                              \
+        for (int64_t v = 0; v < vd; v += 2) {                                                                  \
+            const int nr = vd - v < 2 ? 1 : 2;                                                                 \
+            float acc[2][NT][LANES];                                                                           \
+            for (int r = 0; r < 2; r++)                                                                        \
+                for (int t = 0; t < NT; t++)                                                                   \
+                    for (int k = 0; k < LANES; k++) acc[r][t][k] = 0.0f;                                       \
+            int64_t j = 0;                                                                                     \
+            for (; j + LANES <= kvl; j += LANES)                                                               \
+                for (int r = 0; r < nr; r++) {                                                                 \
+                    const float *w = wuv + (v + r) * kvl + j;                                                  \
+                    for (int t = 0; t < NT; t++)                                                               \
+                        for (int k = 0; k < LANES; k++) acc[r][t][k] = fmaf(lat[t * ll + j + k], w[k], acc[r][t][k]); \
+                }                                                                                              \
+            for (int r = 0; r < nr; r++)                                                                       \
+                for (int t = 0; t < NT; t++) {                                                                 \
+                    const float *w = wuv + (v + r) * kvl;                                                      \
+                    for (int k = 0; j + k < kvl; k++) acc[r][t][k] = fmaf(lat[t * ll + j + k], w[j + k], acc[r][t][k]); \
+                    out[t * lo + v + r] = reduce16(acc[r][t]);                                                 \
+                }                                                                                              \
+        }                                                                                                      \
+    }
+DEFINE_OUTPUT(4)
+DEFINE_OUTPUT(1)
 
 /* lat[j] = fma(p[s * pss], rows[s][j], lat[j]) for s = 0..ns-1 in order, j < len; 64 columns at a time
  * are kept in registers across the ns rows. */
@@ -435,13 +444,32 @@ static inline const float *token_keys(const mla_attn *a, int64_t t) {
     return kc->data + a->cache_layer * kc->cap * a->row;
 }
 
-/* Lane g of the group's transposed query qt [row][HL] (head h0 + g of token t): [q~ ; q_R]; lane 0 also
- * zeroes the unused lanes gh..HL-1 (HL = 16 when gh > 8 else 8, gh = min(G, nh - h0)). tmp: kvl floats. */
-static void group_query_lane(const mla_attn *a, int64_t t, int64_t h0, int64_t G, int64_t g, float *qt, float *tmp) {
+/* q~ of head h for tokens [t, t + nt) into dst rows at stride ld. */
+static void absorb_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, float *dst, int64_t ld) {
+    const float *qc = a->ws->q + t * a->nh * a->qk + h * a->qk, *wuk = a->kvb + h * a->kvb_stride * a->kvl;
+    int64_t i = 0;
+    for (; i + 4 <= nt; i += 4) absorb_4(dst + i * ld, ld, qc + i * a->nh * a->qk, a->nh * a->qk, wuk, a->nope, a->kvl);
+    for (; i < nt; i++) absorb_1(dst + i * ld, ld, qc + i * a->nh * a->qk, a->nh * a->qk, wuk, a->nope, a->kvl);
+}
+
+/* o_h = W_UV_h latent for tokens [t, t + nt) of head h (latents at stride ll) into the attention output. */
+static void output_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, const float *lat, int64_t ll) {
+    const float *wuv = a->kvb + h * a->kvb_stride * a->kvl + a->nope * a->kvl;
+    float *out = a->ws->attn + t * a->nh * a->vd + h * a->vd;
+    const int64_t lo = a->nh * a->vd;
+    int64_t i = 0;
+    for (; i + 4 <= nt; i += 4) output_4(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
+    for (; i < nt; i++) output_1(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
+}
+
+/* Lane g of the group's transposed query qt [row][HL] (head h0 + g of token t): [q~ ; q_R] with q~ = qabs
+ * (absorb_tokens); lane 0 also zeroes the unused lanes gh..HL-1 (HL = 16 when gh > 8 else 8,
+ * gh = min(G, nh - h0)). */
+static void group_query_lane(const mla_attn *a, int64_t t, int64_t h0, int64_t G, int64_t g, float *qt,
+                             const float *qabs) {
     const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, kvl = a->kvl, h = h0 + g;
     const float *qc = a->ws->q + t * a->nh * a->qk + h * a->qk;
-    absorb_query(tmp, qc, a->kvb + h * a->kvb_stride * kvl, a->nope, kvl);
-    for (int64_t j = 0; j < kvl; j++) qt[j * HL + g] = tmp[j];
+    for (int64_t j = 0; j < kvl; j++) qt[j * HL + g] = qabs[j];
     for (int64_t j = 0; j < a->rd; j++) qt[(kvl + j) * HL + g] = qc[a->nope + j];
     if (g == 0)
         for (int64_t j = 0; j < a->row; j++)
@@ -535,12 +563,10 @@ static void fold_chunk(float *restrict st, const float *restrict c, int64_t kvl,
     st[kvl + 1] = fmaf(c[kvl + 1], be, st[kvl + 1] * al);
 }
 
-/* o_h = W_UV_h (acc_h / l_h) into the attention output of token t; st: the folded state, overwritten. */
-static void head_output(const mla_attn *a, int64_t t, int64_t h, float *st) {
-    const float inv = 1.0f / st[a->kvl + 1];
-    for (int64_t j = 0; j < a->kvl; j++) st[j] *= inv;
-    const float *wuv = a->kvb + h * a->kvb_stride * a->kvl + a->nope * a->kvl;
-    dot_rows(st, wuv, a->kvl, a->vd, a->kvl, 1.0f, a->ws->attn + t * a->nh * a->vd + h * a->vd);
+/* The folded state st of one head -> its latent acc / l, in place. */
+static void normalize_state(float *st, int64_t kvl) {
+    const float inv = 1.0f / st[kvl + 1];
+    for (int64_t j = 0; j < kvl; j++) st[j] *= inv;
 }
 
 void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches, float *x,
@@ -608,6 +634,7 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
 #pragma omp for schedule(static)
             for (int64_t th = 0; th < n * nh; th++) { /* one head per iteration; its own state as tmp */
                 const int64_t t = th / nh, h = th % nh, tg = t * ngroups + h / G;
+                absorb_tokens(&a, t, 1, h, st + th * ost, ost);
                 group_query_lane(&a, t, (h / G) * G, G, h % G, qt + tg * row * 16, st + th * ost);
             }
             for (int64_t w0 = 0; w0 < nch; w0 += SPLIT_WINDOW) {
@@ -625,7 +652,10 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
                     const int64_t t = th / nh, h = th % nh, tg = t * ngroups + h / G, nkc = (ws->pos[t] + ATTN_CHUNK) / ATTN_CHUNK;
                     for (int64_t c = w0; c < w0 + nw && c < nkc; c++)
                         fold_chunk(st + th * ost, buf + ((tg * SPLIT_WINDOW + (c - w0)) * G + h % G) * ost, kvl, c == 0);
-                    if (w0 + nw >= nch) head_output(&a, t, h, st + th * ost);
+                    if (w0 + nw >= nch) {
+                        normalize_state(st + th * ost, kvl);
+                        output_tokens(&a, t, 1, h, st + th * ost, ost);
+                    }
                 }
             }
         }
@@ -639,21 +669,43 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
             if (g < G) G = g < 1 ? 1 : g;
             ngroups = (nh + G - 1) / G;
         }
-        const int64_t scratch = dsv3_mla_scratch_per_thread(c);
-#pragma omp parallel for schedule(dynamic, 1) if (par)
-        for (int64_t it = 0; it < n * ngroups; it++) {
-            const int64_t t = it / ngroups, h0 = (it % ngroups) * G, gh = nh - h0 < G ? nh - h0 : G;
-            float *qt = ws->head_scratch + omp_get_thread_num() * scratch; /* [row][16] */
-            float *st = qt + DSV3_MLA_MAX_GROUP * row;                      /* [gh][ost] folded state */
-            float *cr = st + DSV3_MLA_MAX_GROUP * ost;                      /* [gh][ost] chunk result */
-            float *sc = cr + DSV3_MLA_MAX_GROUP * ost;                      /* [G][ATTN_CHUNK] */
-            const int64_t nk = ws->pos[t] + 1;
-            for (int64_t g = 0; g < gh; g++) group_query_lane(&a, t, h0, G, g, qt, st);
-            for (int64_t s0 = 0; s0 < nk; s0 += ATTN_CHUNK) {
-                chunk_attend(&a, t, h0, G, qt, s0, nk - s0 < ATTN_CHUNK ? nk - s0 : ATTN_CHUNK, sc, cr);
-                for (int64_t g = 0; g < gh; g++) fold_chunk(st + g * ost, cr + g * ost, kvl, s0 == 0);
+        /* Blocks of DSV3_MLA_TOKEN_BLOCK tokens: the absorbed queries (W_UK^T q) and the outputs (W_UV
+         * latent) of a block run 4 tokens per pass over a head's W_UK / W_UV; the items in between. */
+        const int64_t scratch = dsv3_mla_scratch_per_thread(c), TB = DSV3_MLA_TOKEN_BLOCK;
+        float *qa = ws->mla_tok, *la = qa + TB * nh * ost; /* [TB][nh][ost]: q~, then the latents */
+        for (int64_t t0 = 0; t0 < n; t0 += TB) {
+            const int64_t nb = n - t0 < TB ? n - t0 : TB, nsub = (nb + 3) / 4;
+#pragma omp parallel if (par)
+            {
+#pragma omp for schedule(static)
+                for (int64_t u = 0; u < nh * nsub; u++) {
+                    const int64_t h = u / nsub, ts = (u % nsub) * 4;
+                    absorb_tokens(&a, t0 + ts, nb - ts < 4 ? nb - ts : 4, h, qa + (ts * nh + h) * ost, nh * ost);
+                }
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t it = 0; it < nb * ngroups; it++) {
+                    const int64_t tb = it / ngroups, t = t0 + tb, h0 = (it % ngroups) * G, gh = nh - h0 < G ? nh - h0 : G;
+                    float *qt = ws->head_scratch + omp_get_thread_num() * scratch; /* [row][16] */
+                    float *st = qt + DSV3_MLA_MAX_GROUP * row;                      /* [gh][ost] folded state */
+                    float *cr = st + DSV3_MLA_MAX_GROUP * ost;                      /* [gh][ost] chunk result */
+                    float *sc = cr + DSV3_MLA_MAX_GROUP * ost;                      /* [G][ATTN_CHUNK] */
+                    const int64_t nk = ws->pos[t] + 1;
+                    for (int64_t g = 0; g < gh; g++) group_query_lane(&a, t, h0, G, g, qt, qa + (tb * nh + h0 + g) * ost);
+                    for (int64_t s0 = 0; s0 < nk; s0 += ATTN_CHUNK) {
+                        chunk_attend(&a, t, h0, G, qt, s0, nk - s0 < ATTN_CHUNK ? nk - s0 : ATTN_CHUNK, sc, cr);
+                        for (int64_t g = 0; g < gh; g++) fold_chunk(st + g * ost, cr + g * ost, kvl, s0 == 0);
+                    }
+                    for (int64_t g = 0; g < gh; g++) {
+                        normalize_state(st + g * ost, kvl);
+                        memcpy(la + (tb * nh + h0 + g) * ost, st + g * ost, sizeof(float) * (size_t)kvl);
+                    }
+                }
+#pragma omp for schedule(static)
+                for (int64_t u = 0; u < nh * nsub; u++) {
+                    const int64_t h = u / nsub, ts = (u % nsub) * 4;
+                    output_tokens(&a, t0 + ts, nb - ts < 4 ? nb - ts : 4, h, la + (ts * nh + h) * ost, nh * ost);
+                }
             }
-            for (int64_t g = 0; g < gh; g++) head_output(&a, t, h0 + g, st + g * ost);
         }
     }
     be->matmul(ws->proj, ws->attn, n, &L->o);

@@ -41,7 +41,9 @@ typedef struct {
     float *x, *hn, *qa, *q, *kv, *attn, *proj, *ffn_a, *ffn_b, *router_logits;
     float *kvb;                          /* dequantised kv_b_proj [H*(nope+v), kv_lora] */
     float *head_scratch;                 /* per thread: dsv3_mla_scratch_per_thread(cfg) floats */
-    float *moe_in, *moe_a, *moe_b, *moe_out;
+    float *moe_in, *moe_out;
+    float *moe_a;                        /* dsv3_moe_token_scratch(cfg) floats */
+    float *mla_tok;                      /* [2][DSV3_MLA_TOKEN_BLOCK][heads][kv_lora_rank + 2] */
     int32_t *route_idx;                  /* [n_tok, K] */
     float *route_w;                      /* [n_tok, K] */
     int32_t *tok_list;                   /* [n_tok*K] */
@@ -88,11 +90,21 @@ void dsv3_embed_rows(const dsv3_model *m, const int32_t *tokens, int64_t n, floa
 #define DSV3_MLA_CHUNK 64
 /* Chunks per parallel window of the few-token MLA schedule (speed only). */
 #define DSV3_MLA_SPLIT_WINDOW 64
+/* Tokens per block of the MLA item schedule (absorbed queries and outputs of a block are batched). */
+#define DSV3_MLA_TOKEN_BLOCK 32
 /* Per-thread MLA scratch (independent of the context length): q~ [G][kvl+rope], chunk scores [G][chunk],
  * and [G][kvl+2] chunk results / folded states: 2 for the item schedule, window + 1 for the split one. */
 static inline int64_t dsv3_mla_scratch_per_thread(const dsv3_config *c) {
     return DSV3_MLA_MAX_GROUP *
            (c->kv_lora_rank + c->qk_rope_head_dim + DSV3_MLA_CHUNK + (DSV3_MLA_SPLIT_WINDOW + 2) * (c->kv_lora_rank + 2));
+}
+/* Scratch of the one-token MoE path: per chosen expert (+ the shared one) gate and up outputs
+ * (moe or shared intermediate size) and the down output (hidden). */
+static inline int64_t dsv3_moe_token_scratch(const dsv3_config *c) {
+    int64_t I = c->moe_intermediate_size, Is = c->n_shared_experts * c->moe_intermediate_size;
+    if (Is > I) I = Is;
+    int64_t K = c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1;
+    return (K + 1) * (2 * I + c->hidden_size);
 }
 /* Attention sub-block: x[n, hidden] += MLA(attn_norm(x)); rows belong to
  * items (per-row cache item + position in m->ws.item_of / m->ws.pos). */

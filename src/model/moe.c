@@ -1,5 +1,6 @@
 /* Feed-forward blocks: dense SwiGLU MLP and DeepSeekMoE (spec §3.8, §3.9). */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "model/model_internal.h"
@@ -82,6 +83,93 @@ void dsv3_route_token(const dsv3_config *c, const float *logits, const float *bi
     }
 }
 
+/* Routed + shared experts of n tokens into ws->proj: y = shared(u) + Σ_e ascending g_e·FFN_e(u), a fixed
+ * per-token order (each combine step y = fmaf(g, o, y)); every expert runs one GEMM over its tokens. */
+static void moe_tokens(dsv3_model *m, const dsv3_layer *L, int64_t n) {
+    const dsv3_config *c = &m->cfg;
+    dsv3_workspace *ws = &m->ws;
+    const int64_t H = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
+    if (c->n_shared_experts > 0) swiglu(m, &L->shared, ws->hn, n, ws->proj);
+    else memset(ws->proj, 0, sizeof(float) * n * H);
+    for (int64_t e = 0; e < E; e++) {
+        int64_t cnt = 0;
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t k = 0; k < K; k++)
+                if (ws->route_idx[t * K + k] == e) {
+                    ws->tok_list[cnt] = (int32_t)t;
+                    ws->tok_w[cnt] = ws->route_w[t * K + k];
+                    memcpy(ws->moe_in + cnt * H, ws->hn + t * H, sizeof(float) * H);
+                    cnt++;
+                }
+        if (!cnt) continue;
+        swiglu(m, &L->experts[e], ws->moe_in, cnt, ws->moe_out);
+        for (int64_t i = 0; i < cnt; i++) {
+            float *y = ws->proj + ws->tok_list[i] * H, g = ws->tok_w[i];
+            const float *o = ws->moe_out + i * H;
+            for (int64_t j = 0; j < H; j++) y[j] = fmaf(g, o[j], y[j]);
+        }
+    }
+}
+
+#define MOE_ROWS 32 /* rows per work unit of the one-token path */
+
+/* One token (decode): the whole MoE block in one parallel region instead of one per matmul: the gate
+ * and up rows of every chosen expert and the shared one as one row-split work list, SwiGLU, the down
+ * rows likewise, then the combine, and x += y. A matmul row's result does not depend on how rows are
+ * split (ops.h), and the combine is moe_tokens' fmaf sequence per element, so the bits are the same. */
+static void moe_one_token(dsv3_model *m, const dsv3_layer *L, float *x) {
+    const dsv3_config *c = &m->cfg;
+    dsv3_workspace *ws = &m->ws;
+    const dsv3_backend *be = m->be;
+    const int64_t H = c->hidden_size, K = c->num_experts_per_tok, shared = c->n_shared_experts > 0;
+    int64_t I = c->moe_intermediate_size, Is = c->n_shared_experts * c->moe_intermediate_size;
+    if (Is > I) I = Is;
+    const int64_t A = K + shared; /* active experts: the shared one first, then the routed ones by id */
+    const dsv3_ffn *f[A];
+    float g[A];
+    for (int64_t a = 0; a < A; a++) {
+        const int64_t k = a - shared;
+        f[a] = k < 0 ? &L->shared : &L->experts[ws->route_idx[k]];
+        g[a] = k < 0 ? 1.0f : ws->route_w[k];
+    }
+    float *ga = ws->moe_a, *ub = ga + A * I, *out = ub + A * I; /* [A][I], [A][I], [A][H] */
+    int64_t up_units = 0, down_units = (H + MOE_ROWS - 1) / MOE_ROWS;
+    for (int64_t a = 0; a < A; a++) {
+        const int64_t u = (f[a]->gate.rows + MOE_ROWS - 1) / MOE_ROWS;
+        up_units = u > up_units ? u : up_units;
+    }
+    const int par = omp_get_max_threads() > 1 && !omp_in_parallel();
+#pragma omp parallel if (par)
+    {
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < A * 2 * up_units; it++) { /* (expert, gate|up, row block) */
+            const int64_t a = it / (2 * up_units), which = (it / up_units) % 2, r0 = (it % up_units) * MOE_ROWS;
+            const dsv3_weight *W = which ? &f[a]->up : &f[a]->gate;
+            if (r0 < W->rows) {
+                const int64_t r1 = r0 + MOE_ROWS < W->rows ? r0 + MOE_ROWS : W->rows;
+                be->matmul_rows((which ? ub : ga) + a * I + r0, W->rows, ws->hn, 1, W, r0, r1);
+            }
+        }
+#pragma omp for schedule(static)
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t i = 0; i < f[a]->gate.rows; i++) ga[a * I + i] = dsv3_silu(ga[a * I + i]) * ub[a * I + i];
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < A * down_units; it++) {
+            const int64_t a = it / down_units, r0 = (it % down_units) * MOE_ROWS, r1 = r0 + MOE_ROWS < H ? r0 + MOE_ROWS : H;
+            be->matmul_rows(out + a * H + r0, H, ga + a * I, 1, &f[a]->down, r0, r1);
+        }
+#pragma omp for schedule(static)
+        for (int64_t j0 = 0; j0 < H; j0 += MOE_ROWS) {
+            const int64_t j1 = j0 + MOE_ROWS < H ? j0 + MOE_ROWS : H;
+            for (int64_t j = j0; j < j1; j++) {
+                float y = shared ? out[j] : 0.0f;
+                for (int64_t a = shared; a < A; a++) y = fmaf(g[a], out[a * H + j], y);
+                x[j] += y;
+            }
+        }
+    }
+}
+
 void dsv3_ffn_forward(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n, int32_t *route_idx, float *route_w) {
     const dsv3_config *c = &m->cfg;
     dsv3_workspace *ws = &m->ws;
@@ -105,28 +193,12 @@ void dsv3_ffn_forward(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n, i
         dsv3_route_token(c, ws->router_logits + t * E, L->router_bias, ws->route_idx + t * K, ws->route_w + t * K,
                          scratch);
     }
-    /* y = shared(u) + Σ_e ascending g_e·FFN_e(u): a fixed per-token order */
-    if (c->n_shared_experts > 0) swiglu(m, &L->shared, ws->hn, n, ws->proj);
-    else memset(ws->proj, 0, sizeof(float) * n * H);
-    for (int64_t e = 0; e < E; e++) {
-        int64_t cnt = 0;
-        for (int64_t t = 0; t < n; t++)
-            for (int64_t k = 0; k < K; k++)
-                if (ws->route_idx[t * K + k] == e) {
-                    ws->tok_list[cnt] = (int32_t)t;
-                    ws->tok_w[cnt] = ws->route_w[t * K + k];
-                    memcpy(ws->moe_in + cnt * H, ws->hn + t * H, sizeof(float) * H);
-                    cnt++;
-                }
-        if (!cnt) continue;
-        swiglu(m, &L->experts[e], ws->moe_in, cnt, ws->moe_out);
-        for (int64_t i = 0; i < cnt; i++) {
-            float *y = ws->proj + ws->tok_list[i] * H, g = ws->tok_w[i];
-            const float *o = ws->moe_out + i * H;
-            for (int64_t j = 0; j < H; j++) y[j] += g * o[j];
-        }
+    if (n == 1) {
+        moe_one_token(m, L, x);
+    } else {
+        moe_tokens(m, L, n);
+        for (int64_t i = 0; i < n * H; i++) x[i] += ws->proj[i];
     }
-    for (int64_t i = 0; i < n * H; i++) x[i] += ws->proj[i];
     if (route_idx) memcpy(route_idx, ws->route_idx, sizeof(int32_t) * n * K);
     if (route_w) memcpy(route_w, ws->route_w, sizeof(float) * n * K);
 }

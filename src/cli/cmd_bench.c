@@ -1,5 +1,5 @@
 /* dsv3 bench --model DIR [-p 512] [-n 128] [-t THREADS] [-r REPS]: llama-bench
- * style prefill (ppP) and decode (tgN) throughput, mean ± stddev over REPS. */
+ * style prefill (ppP) and decode (tgN) throughput, mean ± stddev and median over REPS. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -16,7 +16,7 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: dsv3 bench --model DIR [-p 512] [-n 128] [-t THREADS] [-r 5]\n\n"
                "ppP: prefill of P random tokens into an empty cache; tgN: N greedy decode steps\n"
-               "of one token each (after a 1-token prompt). Prints mean ± stddev tokens/s over -r runs.\n");
+               "of one token each (after a 1-token prompt). Prints mean ± stddev and the median tokens/s over -r runs.\n");
 }
 
 static void mean_sd(const double *v, int n, double *mean, double *sd) {
@@ -25,6 +25,17 @@ static void mean_sd(const double *v, int n, double *mean, double *sd) {
     *mean = s / n;
     for (int i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0.0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of v[0..n) (sorts v). */
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -105,7 +116,7 @@ int cmd_bench(int argc, char **argv) {
     }
     const char *name = strrchr(model, '/');
     name = name && name[1] ? name + 1 : model;
-    printf("| model | size | params | bits/w | threads | test | t/s |\n|---|---|---|---|---|---|---|\n");
+    printf("| model | size | params | bits/w | threads | test | t/s | median t/s |\n|---|---|---|---|---|---|---|---|\n");
     double mean, sd;
     const char *tests[2] = {"pp", "tg"};
     int64_t counts[2] = {P, N};
@@ -113,8 +124,10 @@ int cmd_bench(int argc, char **argv) {
     for (int k = 0; k < 2; k++) {
         if (counts[k] <= 0) continue;
         mean_sd(vals[k], (int)R, &mean, &sd);
-        printf("| %s | %.2f MiB | %.2f M | %.2f | %d | %s%lld | %.2f ± %.2f |\n", name, bytes / 1048576.0, weights / 1e6,
-               weights > 0 ? bytes * 8 / weights : 0.0, omp_get_max_threads(), tests[k], (long long)counts[k], mean, sd);
+        double med = median(vals[k], (int)R);
+        printf("| %s | %.2f MiB | %.2f M | %.2f | %d | %s%lld | %.2f ± %.2f | %.2f |\n", name, bytes / 1048576.0,
+               weights / 1e6, weights > 0 ? bytes * 8 / weights : 0.0, omp_get_max_threads(), tests[k], (long long)counts[k],
+               mean, sd, med);
     }
     rc = 0;
 done:

@@ -34,7 +34,7 @@ dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_erro
         n_tok * H,                             /* proj */
         n_tok * inter, n_tok * inter,          /* ffn_a, ffn_b */
         n_tok * (c->n_routed_experts > 0 ? c->n_routed_experts : 1), /* router logits */
-        nh * (c->qk_nope_head_dim + c->v_head_dim) * kvl, /* kvb */
+        (int64_t)nthreads * (c->qk_nope_head_dim + c->v_head_dim) * kvl, /* kvb: per-thread kv_b head rows */
         (int64_t)nthreads * dsv3_mla_scratch_per_thread(c), /* MLA scratch */
         n_tok * H, n_tok * H,                  /* moe_in, moe_out */
         dsv3_moe_token_scratch(c),             /* moe_a: one-token MoE (moe.c) */

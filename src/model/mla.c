@@ -412,7 +412,9 @@ __attribute__((target("avx512f"))) static void softmax_rows16_avx512(float *sc, 
 typedef struct {
     dsv3_workspace *ws;
     dsv3_kv_cache **caches;
-    const float *kvb;
+    const float *kvb;        /* kv_b_proj in f32 [nh * (nope + vd)][kvl] when cached at load, else NULL */
+    const dsv3_weight *kvw;  /* kv_b_proj as stored (decoded per head into wbuf when kvb is NULL) */
+    float *wbuf;             /* per thread: [nope + vd][kvl] */
     int64_t cache_layer, nh, nope, rd, qk, vd, kvl, row, kvb_stride;
     float sigma;
 } mla_attn;
@@ -444,9 +446,20 @@ static inline const float *token_keys(const mla_attn *a, int64_t t) {
     return kc->data + a->cache_layer * kc->cap * a->row;
 }
 
+/* Rows [r0, r0 + nr) of head h's block of kv_b_proj (W_UK: rows 0..nope-1, W_UV: nope..nope+vd-1) in
+ * f32: the load-time cache, or this thread's buffer filled with the reference decode (the same values,
+ * so the same bits; a big model's kv_b is never expanded as a whole). */
+static const float *head_rows(const mla_attn *a, int64_t h, int64_t r0, int64_t nr) {
+    const int64_t base = h * a->kvb_stride + r0;
+    if (a->kvb) return a->kvb + base * a->kvl;
+    float *buf = a->wbuf + (int64_t)omp_get_thread_num() * (a->nope + a->vd) * a->kvl + r0 * a->kvl;
+    for (int64_t r = 0; r < nr; r++) dsv3_weight_row_f32(a->kvw, base + r, buf + r * a->kvl);
+    return buf;
+}
+
 /* q~ of head h for tokens [t, t + nt) into dst rows at stride ld. */
 static void absorb_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, float *dst, int64_t ld) {
-    const float *qc = a->ws->q + t * a->nh * a->qk + h * a->qk, *wuk = a->kvb + h * a->kvb_stride * a->kvl;
+    const float *qc = a->ws->q + t * a->nh * a->qk + h * a->qk, *wuk = head_rows(a, h, 0, a->nope);
     int64_t i = 0;
     for (; i + 4 <= nt; i += 4) absorb_4(dst + i * ld, ld, qc + i * a->nh * a->qk, a->nh * a->qk, wuk, a->nope, a->kvl);
     for (; i < nt; i++) absorb_1(dst + i * ld, ld, qc + i * a->nh * a->qk, a->nh * a->qk, wuk, a->nope, a->kvl);
@@ -454,7 +467,7 @@ static void absorb_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, f
 
 /* o_h = W_UV_h latent for tokens [t, t + nt) of head h (latents at stride ll) into the attention output. */
 static void output_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, const float *lat, int64_t ll) {
-    const float *wuv = a->kvb + h * a->kvb_stride * a->kvl + a->nope * a->kvl;
+    const float *wuv = head_rows(a, h, a->nope, a->vd);
     float *out = a->ws->attn + t * a->nh * a->vd + h * a->vd;
     const int64_t lo = a->nh * a->vd;
     int64_t i = 0;
@@ -602,15 +615,9 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
             rope_apply(qr, qr, rd, ws->pos[t], m->rope_freqs, m->rope_attn_factor);
         }
     }
-    /* kv_b_proj in f32 (cached at load for small models, else dequantised per call): rows [h*(nope+v), +nope) = W_UK_h, next vd rows = W_UV_h */
-    const float *kvb = L->kv_b_f32;
-    if (!kvb) {
-#pragma omp parallel for schedule(static) if (nh * kvb_stride * kvl > DSV3_OMP_MIN_WORK)
-        for (int64_t r = 0; r < nh * kvb_stride; r++) dsv3_weight_row_f32(&L->kv_b, r, ws->kvb + r * kvl);
-        kvb = ws->kvb;
-    }
-
-    mla_attn a = {.ws = ws, .caches = caches, .kvb = kvb, .cache_layer = cache_layer, .nh = nh, .nope = nope,
+    /* kv_b_proj: rows [h*(nope+v), +nope) = W_UK_h, next vd rows = W_UV_h; f32 cached at load for small
+     * models, else decoded per head where it is used (head_rows) */
+    mla_attn a = {.ws = ws, .caches = caches, .kvb = L->kv_b_f32, .kvw = &L->kv_b, .wbuf = ws->kvb, .cache_layer = cache_layer, .nh = nh, .nope = nope,
                   .rd = rd, .qk = qk, .vd = vd, .kvl = kvl, .row = row, .kvb_stride = kvb_stride,
                   .sigma = m->softmax_scale};
     const int nthr = omp_get_max_threads();
@@ -674,14 +681,11 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
         const int64_t scratch = dsv3_mla_scratch_per_thread(c), TB = DSV3_MLA_TOKEN_BLOCK;
         float *qa = ws->mla_tok, *la = qa + TB * nh * ost; /* [TB][nh][ost]: q~, then the latents */
         for (int64_t t0 = 0; t0 < n; t0 += TB) {
-            const int64_t nb = n - t0 < TB ? n - t0 : TB, nsub = (nb + 3) / 4;
+            const int64_t nb = n - t0 < TB ? n - t0 : TB;
 #pragma omp parallel if (par)
             {
 #pragma omp for schedule(static)
-                for (int64_t u = 0; u < nh * nsub; u++) {
-                    const int64_t h = u / nsub, ts = (u % nsub) * 4;
-                    absorb_tokens(&a, t0 + ts, nb - ts < 4 ? nb - ts : 4, h, qa + (ts * nh + h) * ost, nh * ost);
-                }
+                for (int64_t h = 0; h < nh; h++) absorb_tokens(&a, t0, nb, h, qa + h * ost, nh * ost);
 #pragma omp for schedule(dynamic, 1)
                 for (int64_t it = 0; it < nb * ngroups; it++) {
                     const int64_t tb = it / ngroups, t = t0 + tb, h0 = (it % ngroups) * G, gh = nh - h0 < G ? nh - h0 : G;
@@ -701,10 +705,7 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
                     }
                 }
 #pragma omp for schedule(static)
-                for (int64_t u = 0; u < nh * nsub; u++) {
-                    const int64_t h = u / nsub, ts = (u % nsub) * 4;
-                    output_tokens(&a, t0 + ts, nb - ts < 4 ? nb - ts : 4, h, la + (ts * nh + h) * ost, nh * ost);
-                }
+                for (int64_t h = 0; h < nh; h++) output_tokens(&a, t0, nb, h, la + h * ost, nh * ost);
             }
         }
     }

@@ -39,7 +39,7 @@ typedef struct {
     int nthreads;
     float *base;
     float *x, *hn, *qa, *q, *kv, *attn, *proj, *ffn_a, *ffn_b, *router_logits;
-    float *kvb;                          /* dequantised kv_b_proj [H*(nope+v), kv_lora] */
+    float *kvb;                          /* per thread: one head's kv_b_proj rows [nope+v][kv_lora] (mla.c) */
     float *head_scratch;                 /* per thread: dsv3_mla_scratch_per_thread(cfg) floats */
     float *moe_in, *moe_out;
     float *moe_a;                        /* dsv3_moe_token_scratch(cfg) floats */

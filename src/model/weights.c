@@ -203,7 +203,10 @@ static dsv3_status load_all(loader *ld) {
     /* Absorbed MLA needs W_UK / W_UV in f32 every call (spec §3.7). When all
      * layers' kv_b_proj fit in 256 MB as f32, dequantise them once here. */
     int64_t kvb_n = c->num_attention_heads * (c->qk_nope_head_dim + c->v_head_dim) * c->kv_lora_rank;
-    if ((c->num_hidden_layers + m->n_mtp) * kvb_n * (int64_t)sizeof(float) <= ((int64_t)256 << 20)) {
+    /* DSV3_NO_KVB_CACHE (non-empty, not "0"): never cache, as for big models (tests compare the two) */
+    const char *no_cache = getenv("DSV3_NO_KVB_CACHE");
+    const int cache_ok = !(no_cache && *no_cache && strcmp(no_cache, "0") != 0);
+    if (cache_ok && (c->num_hidden_layers + m->n_mtp) * kvb_n * (int64_t)sizeof(float) <= ((int64_t)256 << 20)) {
         for (int64_t l = 0; l < c->num_hidden_layers + m->n_mtp; l++) {
             dsv3_layer *L = l < c->num_hidden_layers ? &m->layers[l] : &m->mtp[l - c->num_hidden_layers].block;
             L->kv_b_f32 = track(m, malloc(sizeof(float) * kvb_n));

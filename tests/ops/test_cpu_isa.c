@@ -25,7 +25,8 @@ static void isa_reset(void) { dsv3_cpu_isa_set(DSV3_CPU_ISA_AUTO); }
 
 /* A random weight of dtype dt whose data starts misaligned by `mis` bytes.
  * FP8 codes cover all non-NaN (E4M3) / finite (E5M2) values incl. subnormals
- * and zeros; unless `special`, where NaN (and E5M2 Inf) codes appear too. */
+ * and zeros; special 1: NaN (and E5M2 Inf) codes appear too; special 2: only
+ * two subnormal codes (E4M3; the avx512 decode in 32-bit lanes when n >= 8192). */
 typedef struct {
     dsv3_weight W;
     uint8_t *alloc;
@@ -48,11 +49,16 @@ static void weight_make(test_weight *tw, dsv3_dtype dt, int64_t rows, int64_t co
             memcpy(d + 2 * i, &h, 2);
         } else {
             uint8_t q = (uint8_t)rng(&s);
-            if (!special) {
+            if (special != 1) {
                 if (dt == DSV3_F8_E4M3 && (q & 0x7f) == 0x7f) q ^= 1;
                 if (dt == DSV3_F8_E5M2 && (q & 0x7f) > 0x7b) q &= 0xbb;
             }
+            if (special == 2 && dt == DSV3_F8_E4M3 && !(q & 0x78) && (q & 0x07)) q |= 0x08;
             d[i] = q;
+        }
+        if (special == 2 && dt == DSV3_F8_E4M3) {
+            d[0] = 0x03;
+            d[n / 2] = 0x85;
         }
     }
     int64_t sr = (rows + br - 1) / br, sc = (cols + bc - 1) / bc;
@@ -226,6 +232,24 @@ TEST(cpu_isa_matmul_fp8_extreme_scales) {
     tw.scale[1] = 1e-44f;
     check_all_paths(&tw.W, 1, 9, "E4M3 mixed scales");
     weight_free(&tw);
+}
+
+TEST(cpu_isa_matmul_fp8_rare_subnormal_codes) {
+    /* E4M3 weights with no NaN codes and at most 1 in 4096 subnormal ones (two here) take the avx512
+     * decode in 32-bit lanes (scales that fold 2^120), the others the half decode without NaN checks:
+     * the same bits everywhere */
+    static const int64_t shapes[][2] = {{7, 32}, {6, 61}, {33, 1024}, {19, 1000}, {5, 2816}};
+    static const float muls[] = {0.01f, 1e-40f, 1e30f}; /* 1e30: s * 2^120 overflows */
+    for (size_t k = 0; k < 5 && !test_failed_now(); k++)
+        for (size_t s = 0; s < 3 && !test_failed_now(); s++) {
+            test_weight tw;
+            weight_make(&tw, DSV3_F8_E4M3, shapes[k][0], shapes[k][1], 128, 128, (int)k, 2, muls[s], 300 + k * 3 + s);
+            char what[96];
+            snprintf(what, sizeof what, "E4M3 with 2 subnormal codes %lldx%lld, scales x %g", (long long)shapes[k][0],
+                     (long long)shapes[k][1], (double)muls[s]);
+            check_all_paths(&tw.W, (int)(k % 3), 301 + k, what);
+            weight_free(&tw);
+        }
 }
 
 TEST(cpu_isa_matmul_fp8_nan_codes) {

@@ -49,10 +49,13 @@ void dsv3_cpu_decode_span(const dsv3_weight *W, int64_t r, int64_t c0, int64_t n
  * lets the SIMD E4M3 decodes fold their exponent offset into the scale, see matmul_avx512.c). */
 int dsv3_cpu_fp8_scales_foldable(const dsv3_weight *W, float fold);
 
-/* 1 when the FP8 weight W has no NaN codes (E4M3FN 0x7f/0xff, E5M2 exponent 31 with a
- * nonzero mantissa): scanned once at the first call, remembered in W->fp8_nan_state
+/* What the codes of the FP8 weight W contain: DSV3_FP8_SCANNED, plus DSV3_FP8_HAS_NAN (E4M3FN
+ * 0x7f/0xff; E5M2 exponent 31 with a nonzero mantissa, or Inf) and DSV3_FP8_MANY_SUBNORMAL (more
+ * than one code in 4096 has exponent field 0 and a nonzero mantissa; block-quantised trained or
+ * random weights have ~1 in 10^4). Scanned once at the first call, remembered in W->fp8_scan
  * (thread-safe; concurrent first calls scan twice and agree). */
-int dsv3_cpu_fp8_nan_free(const dsv3_weight *W);
+enum { DSV3_FP8_SCANNED = 1, DSV3_FP8_HAS_NAN = 2, DSV3_FP8_MANY_SUBNORMAL = 4 };
+int dsv3_cpu_fp8_scan(const dsv3_weight *W);
 
 /* Fast-path eligibility: FP8 scale blocks must not split a 32-element chunk. */
 static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
@@ -60,7 +63,9 @@ static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
 }
 
 /* How the SIMD kernels decode a weight (shared by matmul_avx2.c and matmul_avx512.c). */
-enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC, K_E4M3_DWORD /* avx512 only */ };
+enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC,
+       K_E4M3_CLEAN, /* avx512: K_E4M3 of a weight without NaN codes (no per-chunk check) */
+       K_E4M3_DWORD  /* avx512: ... and without subnormal codes (decoded in 32-bit lanes) */ };
 static inline int dsv3_cpu_kind(const dsv3_weight *W) {
     if (!dsv3_cpu_blocks_aligned(W)) return K_GENERIC;
     switch (W->dtype) {

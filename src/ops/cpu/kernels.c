@@ -62,20 +62,25 @@ int dsv3_cpu_fp8_scales_foldable(const dsv3_weight *W, float fold) {
     return 1;
 }
 
-int dsv3_cpu_fp8_nan_free(const dsv3_weight *W) {
-    int state = __atomic_load_n(&W->fp8_nan_state, __ATOMIC_ACQUIRE);
-    if (state) return state == 1;
+int dsv3_cpu_fp8_scan(const dsv3_weight *W) {
+    int state = __atomic_load_n(&W->fp8_scan, __ATOMIC_ACQUIRE);
+    if (state) return state;
     const uint8_t *p = W->data;
     const size_t n = (size_t)W->rows * (size_t)W->cols;
+    /* E4M3FN: NaN = low 7 bits all set, subnormal = exponent bits (0x78) clear, mantissa (0x07) not;
+     * E5M2: NaN/Inf = (b & 0x7f) > 0x7b, subnormal = exponent bits (0x7c) clear, mantissa (0x03) not */
     const int e5m2 = W->dtype == DSV3_F8_E5M2;
-    unsigned char any = 0;
-    for (size_t i = 0; i < n; i++) { /* E4M3FN NaN: low 7 bits all set; E5M2: (b & 0x7f) > 0x7c */
+    const unsigned char nan_lo = e5m2 ? 0x7c : 0x7f, exp_mask = e5m2 ? 0x7c : 0x78, man_mask = e5m2 ? 0x03 : 0x07;
+    unsigned char nan = 0;
+    size_t sub = 0;
+    for (size_t i = 0; i < n; i++) {
         const unsigned char b = p[i] & 0x7f;
-        any |= e5m2 ? b > 0x7c : b == 0x7f;
+        nan |= b >= nan_lo && (e5m2 || b == 0x7f);
+        sub += !(b & exp_mask) && (b & man_mask);
     }
-    state = any ? 2 : 1;
-    __atomic_store_n((int *)&W->fp8_nan_state, state, __ATOMIC_RELEASE); /* W is const for the kernels only */
-    return state == 1;
+    state = DSV3_FP8_SCANNED | (nan ? DSV3_FP8_HAS_NAN : 0) | (sub > n / 4096 ? DSV3_FP8_MANY_SUBNORMAL : 0);
+    __atomic_store_n((int *)&W->fp8_scan, state, __ATOMIC_RELEASE); /* W is const for the kernels only */
+    return state;
 }
 
 void dsv3_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {

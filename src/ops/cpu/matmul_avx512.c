@@ -75,8 +75,10 @@ AI __m256i e4m3_to_half_bits(__m128i b16) {
  * an f32 with exponent field E: 2^(E-127) (1 + m/8) = e4m3 * 2^-120 (E >= 1), and
  * the f32 subnormal 2^-126 (m/8) = e4m3 * 2^-120 for E = 0. Multiplying by
  * s * 2^120 (exact while finite) rounds the exact lut[q] * s once, as the
- * reference. NaN codes decode to ordinary numbers: only for weights scanned free
- * of them (dsv3_cpu_fp8_nan_free). */
+ * reference. NaN codes decode to ordinary numbers, and the f32 subnormals of
+ * subnormal codes cost a microcode assist in the multiply (~100 cycles each):
+ * only for weights without NaN codes and with at most one subnormal code in
+ * 4096 (dsv3_cpu_fp8_scan; ~1 in 10^4 in block-quantised weights). */
 AI __m512 e4m3_to_f32_scaled(__m128i b16) {
     __m512i v = _mm512_slli_epi32(_mm512_cvtepi8_epi32(b16), 20);
     return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0x87f00000u)));
@@ -114,6 +116,7 @@ AI void decode32(const int kind, const uint8_t *p, int64_t i, __m512 sc, const d
         for (int h = 0; h < 2; h++) w[h] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * (i + 16 * h))));
         break;
     case K_E4M3:
+    case K_E4M3_CLEAN:
     case K_E4M3_UNFOLDED:
         for (int h = 0; h < 2; h++) {
             __m512 f = _mm512_cvtph_ps(e4m3_to_half_bits(_mm_loadu_si128((const __m128i *)(p + i + 16 * h))));
@@ -149,10 +152,11 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
     __m512 acc[4][3][2]; /* R <= 4, TT <= 3 (fixed sizes keep them in registers) */
     for (int j = 0; j < R; j++)
         for (int t = 0; t < TT; t++) acc[j][t][0] = acc[j][t][1] = _mm512_setzero_ps();
-    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2 || kind == K_E4M3_DWORD;
-    const int check_nan = fp8 && kind != K_E4M3_DWORD; /* DWORD: the weight has none */
+    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2 || kind == K_E4M3_CLEAN ||
+                    kind == K_E4M3_DWORD;
+    const int check_nan = fp8 && kind != K_E4M3_CLEAN && kind != K_E4M3_DWORD; /* those have none */
     const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
-    const float fold = kind == K_E4M3 ? 0x1p8f : kind == K_E4M3_DWORD ? 0x1p120f : 1.0f;
+    const float fold = kind == K_E4M3 || kind == K_E4M3_CLEAN ? 0x1p8f : kind == K_E4M3_DWORD ? 0x1p120f : 1.0f;
     for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) { /* FP8: one scale block (multiple of 32 wide) at a time */
         int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
         __m512 sc[4];
@@ -237,13 +241,15 @@ DIRECT_SET(K_E4M3, e4m3)
 DIRECT_SET(K_E4M3_UNFOLDED, e4m3u)
 DIRECT_SET(K_E5M2, e5m2)
 DIRECT_SET(K_GENERIC, gen)
+DIRECT_SET(K_E4M3_CLEAN, e4m3c)
 DIRECT_SET(K_E4M3_DWORD, e4m3d)
 
 typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t);
 /* [kind][T-1]: {multi-row tile, single-row tile} */
 #define DIRECT_ROW(SFX) {{d41_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}}
-static const direct_fn g_direct[8][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16), DIRECT_ROW(f16), DIRECT_ROW(e4m3),
-                                            DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2), DIRECT_ROW(gen), DIRECT_ROW(e4m3d)};
+static const direct_fn g_direct[9][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16),  DIRECT_ROW(f16),
+                                            DIRECT_ROW(e4m3), DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2),
+                                            DIRECT_ROW(gen),  DIRECT_ROW(e4m3c), DIRECT_ROW(e4m3d)};
 static const int g_direct_rows[3] = {4, 4, 2};
 
 
@@ -316,10 +322,15 @@ static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T
                                int64_t o0, int64_t o1) {
     int kind = dsv3_cpu_kind(W);
     if (T <= 3) {
-        /* E4M3 in 32-bit lanes when the scales fold 2^120 and no code is NaN (same values) */
-        if ((kind == K_E4M3 || kind == K_E4M3_UNFOLDED) && dsv3_cpu_fp8_scales_foldable(W, 0x1p120f) &&
-            dsv3_cpu_fp8_nan_free(W))
-            kind = K_E4M3_DWORD;
+        /* the same values with fewer operations: no per-chunk NaN check for weights without NaN codes;
+         * E4M3 in 32-bit lanes when subnormal codes are rare too and the scales fold 2^120 */
+        if (kind == K_E4M3 || kind == K_E4M3_UNFOLDED) {
+            const int scan = dsv3_cpu_fp8_scan(W);
+            if (!(scan & (DSV3_FP8_HAS_NAN | DSV3_FP8_MANY_SUBNORMAL)) && dsv3_cpu_fp8_scales_foldable(W, 0x1p120f))
+                kind = K_E4M3_DWORD;
+            else if (!(scan & DSV3_FP8_HAS_NAN) && kind == K_E4M3)
+                kind = K_E4M3_CLEAN;
+        }
         for (int64_t t0 = 0; t0 < T; t0 += 3) {
             int64_t tt = T - t0 < 3 ? T - t0 : 3;
             matmul_direct(out + t0 * ld, ld, x + t0 * W->cols, tt, W, obase, o0, o1, kind);

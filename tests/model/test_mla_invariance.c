@@ -153,19 +153,27 @@ TEST(mla_thread_group_invariance_small) { thread_invariance("small", 261); }
 
 /* A 2-layer F32 model with the tiny fixture's config but 16 heads and kv_lora_rank 200 (128 + 72:
  * kernel blocks and tails); NULL (test failed or skipped) when it cannot be made. */
-static dsv3_model *mla16_model(void) {
+static dsv3_model *config_model(const char *name, int heads, int shared_experts);
+static dsv3_model *mla16_model(void) { return config_model("mla16", 16, -1); }
+
+/* The tiny fixture's config with 2 layers, kv_lora_rank 200 and, when > 0, `heads` heads; when >= 0,
+ * `shared_experts` shared experts; written to tmp/<name> as F32. */
+static dsv3_model *config_model(const char *name, int heads, int shared_experts) {
     const char *fx = test_fixtures_dir();
     if (!fx) { test_skip("fixtures absent"); return NULL; }
     char path[4096], dir[4096];
     snprintf(path, sizeof path, "%s/tiny/config.json", fx);
     json_t *cfg = json_load_file(path, 0, NULL);
     if (!cfg) { test_fail_at(__FILE__, __LINE__, "cannot read %s", path); return NULL; }
-    json_object_set_new(cfg, "num_attention_heads", json_integer(16));
-    json_object_set_new(cfg, "num_key_value_heads", json_integer(16));
+    if (heads > 0) {
+        json_object_set_new(cfg, "num_attention_heads", json_integer(heads));
+        json_object_set_new(cfg, "num_key_value_heads", json_integer(heads));
+    }
+    if (shared_experts >= 0) json_object_set_new(cfg, "n_shared_experts", json_integer(shared_experts));
     json_object_set_new(cfg, "kv_lora_rank", json_integer(200));
     json_object_set_new(cfg, "num_hidden_layers", json_integer(2));
-    snprintf(path, sizeof path, "%s/mla16.json", test_tmp_dir());
-    snprintf(dir, sizeof dir, "%s/mla16", test_tmp_dir());
+    snprintf(path, sizeof path, "%s/%s.json", test_tmp_dir(), name);
+    snprintf(dir, sizeof dir, "%s/%s", test_tmp_dir(), name);
     int rc = json_dump_file(cfg, path, 0);
     json_decref(cfg);
     if (rc) { test_fail_at(__FILE__, __LINE__, "cannot write %s", path); return NULL; }
@@ -176,7 +184,7 @@ static dsv3_model *mla16_model(void) {
     o.overwrite = 1;
     dsv3_model *m = NULL;
     if (dsv3_init_model(path, dir, &o, NULL, NULL) != DSV3_OK || dsv3_model_load(dir, &m, NULL) != DSV3_OK)
-        test_fail_at(__FILE__, __LINE__, "cannot make the 16-head model in %s", dir);
+        test_fail_at(__FILE__, __LINE__, "cannot make the model in %s", dir);
     return m;
 }
 
@@ -285,4 +293,44 @@ TEST(mla_kvb_decode_per_head_equals_cache) {
         snprintf(dir, sizeof dir, "%s/small", fx);
         kvb_cache_equivalence(dir);
     }
+}
+
+/* The one-token MoE path (decode: one parallel region, combine from zero when there is no shared
+ * expert) against the per-expert path of a prefill: the logits of the last D of 20 + D tokens are
+ * bitwise the same, for a model without shared experts, with 1..MAX_NT threads. */
+TEST(moe_one_token_path_without_shared_experts) {
+    dsv3_model *m = config_model("moe-noshared", 0, 0);
+    if (!m) return;
+    const int64_t V = dsv3_model_config(m)->vocab_size, np = 20, T = np + D;
+    int32_t ids[20 + D];
+    for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
+    float *full = malloc(sizeof(float) * (size_t)(D * V)), *step = malloc(sizeof(float) * (size_t)(D * V));
+    uint8_t mask[20 + D] = {0};
+    for (int64_t i = np; i < T; i++) mask[i] = 1;
+    const int saved = omp_get_max_threads();
+    dsv3_error err = {0};
+    dsv3_kv_cache *kc = NULL;
+    int ok = dsv3_kv_cache_new(m, T, &kc, &err) == DSV3_OK;
+    if (ok) {
+        dsv3_batch_item it = {kc, ids, T};
+        dsv3_forward_out out = {.logits = full, .logits_mask = mask, .logits_packed = 1};
+        ok = dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK;
+    }
+    for (int nt = 1; nt <= MAX_NT && ok; nt++) {
+        omp_set_num_threads(nt);
+        dsv3_kv_cache_truncate(kc, np, 0);
+        for (int64_t i = 0; i < D && ok; i++) {
+            dsv3_batch_item it = {kc, ids + np + i, 1};
+            dsv3_forward_out out = {.logits = step + i * V};
+            ok = dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK;
+        }
+        if (ok) CHECK_MSG(!memcmp(full, step, sizeof(float) * (size_t)(D * V)),
+                          "decode without shared experts (%d threads) differs bitwise from the prefill", nt);
+    }
+    if (!ok) test_fail_at(__FILE__, __LINE__, "%s", err.msg);
+    omp_set_num_threads(saved);
+    dsv3_kv_cache_free(kc);
+    free(full);
+    free(step);
+    dsv3_model_free(m);
 }

@@ -182,7 +182,7 @@ void dsv3_ffn_forward(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n, i
     }
     const int64_t E = c->n_routed_experts, K = c->num_experts_per_tok;
     /* router logits in fp32 (spec §3.9 step 1) */
-#pragma omp parallel for schedule(static) if (n * E * H > DSV3_OMP_MIN_WORK)
+#pragma omp parallel for schedule(static) if (n * E * H >= DSV3_OMP_MIN_WORK)
     for (int64_t te = 0; te < n * E; te++) {
         int64_t t = te / E, e = te % E;
         ws->router_logits[te] = dsv3_dot_f32(L->router + e * H, ws->hn + t * H, H);

@@ -99,19 +99,19 @@ static void accumulate_rows4(float *restrict lat, int64_t lst, const float *rest
 /* q~_t[j] = sum_d W_UK[d][j] q_C,t[d], d ascending, one fmaf chain per element from 0 (wuk: [nope][kvl]),
  * for NT tokens (q_C rows at stride lqc, q~ rows at stride lq): each W_UK row is loaded once for the NT
  * tokens; per element the same chain whatever NT. */
-#define DEFINE_ABSORB(NT)                                                                                      \
-    static void absorb_##NT(float *restrict qt, int64_t lq, const float *restrict qc, int64_t lqc,            \
-                            const float *restrict wuk, int64_t nope, int64_t kvl) {                            \
+#define DEFINE_ABSORB(NT, SFX, WT, CVT)                                                                        \
+    static void absorb_##NT##SFX(float *restrict qt, int64_t lq, const float *restrict qc, int64_t lqc,       \
+                                 const WT *restrict wuk, int64_t nope, int64_t kvl) {                          \
         int64_t j = 0;                                                                                         \
         for (; j + 64 <= kvl; j += 64) {                                                                       \
             float acc[NT][64];                                                                                 \
             for (int t = 0; t < NT; t++)                                                                       \
                 for (int k = 0; k < 64; k++) acc[t][k] = 0.0f;                                                 \
             for (int64_t d = 0; d < nope; d++) {                                                               \
-                const float *w = wuk + d * kvl + j;                                                            \
+                const WT *w = wuk + d * kvl + j;                                                               \
                 for (int t = 0; t < NT; t++) {                                                                 \
                     const float qd = qc[t * lqc + d];                                                          \
-                    for (int k = 0; k < 64; k++) acc[t][k] = fmaf(w[k], qd, acc[t][k]);                        \
+                    for (int k = 0; k < 64; k++) acc[t][k] = fmaf(CVT(w[k]), qd, acc[t][k]);                   \
                 }                                                                                              \
             }                                                                                                  \
             for (int t = 0; t < NT; t++) memcpy(qt + t * lq + j, acc[t], sizeof acc[t]);                       \
@@ -120,20 +120,31 @@ static void accumulate_rows4(float *restrict lat, int64_t lst, const float *rest
             float *o = qt + t * lq;                                                                            \
             for (int64_t k = j; k < kvl; k++) o[k] = 0.0f;                                                     \
             for (int64_t d = 0; d < nope; d++) {                                                               \
-                const float *w = wuk + d * kvl, qd = qc[t * lqc + d];                                          \
-                for (int64_t k = j; k < kvl; k++) o[k] = fmaf(w[k], qd, o[k]);                                 \
+                const WT *w = wuk + d * kvl;                                                                   \
+                const float qd = qc[t * lqc + d];                                                              \
+                for (int64_t k = j; k < kvl; k++) o[k] = fmaf(CVT(w[k]), qd, o[k]);                            \
             }                                                                                                  \
         }                                                                                                      \
     }
-DEFINE_ABSORB(4)
-DEFINE_ABSORB(1)
+/* BF16 weights read directly (the conversion to f32 is exact: the same values as an f32 copy) */
+static inline float bf16_value(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+#define F32_VALUE(x) (x)
+DEFINE_ABSORB(4, , float, F32_VALUE)
+DEFINE_ABSORB(1, , float, F32_VALUE)
+DEFINE_ABSORB(4, _bf16, uint16_t, bf16_value)
+DEFINE_ABSORB(1, _bf16, uint16_t, bf16_value)
 
 /* out_t[v] = W_UV[v] . lat_t (v < vd) for NT tokens (lat rows at stride ll, out rows at stride lo), with
  * dot1's arithmetic (16 lane chains, tail into lanes 0.., reduce16); two W_UV rows at a time, each
  * loaded once for the NT tokens. */
-#define DEFINE_OUTPUT(NT)                                                                                      \
-    static void output_##NT(float *restrict out, int64_t lo, const float *restrict lat, int64_t ll,           \
-                            const float *restrict wuv, int64_t kvl, int64_t vd) {                              \
+#define DEFINE_OUTPUT(NT, SFX, WT, CVT)                                                                        \
+    static void output_##NT##SFX(float *restrict out, int64_t lo, const float *restrict lat, int64_t ll,      \
+                                 const WT *restrict wuv, int64_t kvl, int64_t vd) {                            \
         for (int64_t v = 0; v < vd; v += 2) {                                                                  \
             const int nr = vd - v < 2 ? 1 : 2;                                                                 \
             float acc[2][NT][LANES];                                                                           \
@@ -143,20 +154,22 @@ DEFINE_ABSORB(1)
             int64_t j = 0;                                                                                     \
             for (; j + LANES <= kvl; j += LANES)                                                               \
                 for (int r = 0; r < nr; r++) {                                                                 \
-                    const float *w = wuv + (v + r) * kvl + j;                                                  \
+                    const WT *w = wuv + (v + r) * kvl + j;                                                     \
                     for (int t = 0; t < NT; t++)                                                               \
-                        for (int k = 0; k < LANES; k++) acc[r][t][k] = fmaf(lat[t * ll + j + k], w[k], acc[r][t][k]); \
+                        for (int k = 0; k < LANES; k++) acc[r][t][k] = fmaf(lat[t * ll + j + k], CVT(w[k]), acc[r][t][k]); \
                 }                                                                                              \
             for (int r = 0; r < nr; r++)                                                                       \
                 for (int t = 0; t < NT; t++) {                                                                 \
-                    const float *w = wuv + (v + r) * kvl;                                                      \
-                    for (int k = 0; j + k < kvl; k++) acc[r][t][k] = fmaf(lat[t * ll + j + k], w[j + k], acc[r][t][k]); \
+                    const WT *w = wuv + (v + r) * kvl;                                                         \
+                    for (int k = 0; j + k < kvl; k++) acc[r][t][k] = fmaf(lat[t * ll + j + k], CVT(w[j + k]), acc[r][t][k]); \
                     out[t * lo + v + r] = reduce16(acc[r][t]);                                                 \
                 }                                                                                              \
         }                                                                                                      \
     }
-DEFINE_OUTPUT(4)
-DEFINE_OUTPUT(1)
+DEFINE_OUTPUT(4, , float, F32_VALUE)
+DEFINE_OUTPUT(1, , float, F32_VALUE)
+DEFINE_OUTPUT(4, _bf16, uint16_t, bf16_value)
+DEFINE_OUTPUT(1, _bf16, uint16_t, bf16_value)
 
 /* lat[j] = fma(p[s * pss], rows[s][j], lat[j]) for s = 0..ns-1 in order, j < len; 64 columns at a time
  * are kept in registers across the ns rows. */
@@ -412,7 +425,8 @@ __attribute__((target("avx512f"))) static void softmax_rows16_avx512(float *sc, 
 typedef struct {
     dsv3_workspace *ws;
     dsv3_kv_cache **caches;
-    const float *kvb;        /* kv_b_proj in f32 [nh * (nope + vd)][kvl] when cached at load, else NULL */
+    const float *kvb;        /* kv_b_proj in f32 [nh * (nope + vd)][kvl] (cached at load, or F32 data), else NULL */
+    const uint16_t *kvb16;   /* a BF16 kv_b_proj's data when kvb is NULL (read directly), else NULL */
     const dsv3_weight *kvw;  /* kv_b_proj as stored (decoded per head into wbuf when kvb is NULL) */
     float *wbuf;             /* per thread: [nope + vd][kvl] */
     int64_t cache_layer, nh, nope, rd, qk, vd, kvl, row, kvb_stride;
@@ -459,18 +473,32 @@ static const float *head_rows(const mla_attn *a, int64_t h, int64_t r0, int64_t 
 
 /* q~ of head h for tokens [t, t + nt) into dst rows at stride ld. */
 static void absorb_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, float *dst, int64_t ld) {
-    const float *qc = a->ws->q + t * a->nh * a->qk + h * a->qk, *wuk = head_rows(a, h, 0, a->nope);
+    const float *qc = a->ws->q + t * a->nh * a->qk + h * a->qk;
+    const int64_t lqc = a->nh * a->qk;
     int64_t i = 0;
-    for (; i + 4 <= nt; i += 4) absorb_4(dst + i * ld, ld, qc + i * a->nh * a->qk, a->nh * a->qk, wuk, a->nope, a->kvl);
-    for (; i < nt; i++) absorb_1(dst + i * ld, ld, qc + i * a->nh * a->qk, a->nh * a->qk, wuk, a->nope, a->kvl);
+    if (a->kvb16) {
+        const uint16_t *wuk = a->kvb16 + h * a->kvb_stride * a->kvl;
+        for (; i + 4 <= nt; i += 4) absorb_4_bf16(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
+        for (; i < nt; i++) absorb_1_bf16(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
+        return;
+    }
+    const float *wuk = head_rows(a, h, 0, a->nope);
+    for (; i + 4 <= nt; i += 4) absorb_4(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
+    for (; i < nt; i++) absorb_1(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
 }
 
 /* o_h = W_UV_h latent for tokens [t, t + nt) of head h (latents at stride ll) into the attention output. */
 static void output_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, const float *lat, int64_t ll) {
-    const float *wuv = head_rows(a, h, a->nope, a->vd);
     float *out = a->ws->attn + t * a->nh * a->vd + h * a->vd;
     const int64_t lo = a->nh * a->vd;
     int64_t i = 0;
+    if (a->kvb16) {
+        const uint16_t *wuv = a->kvb16 + (h * a->kvb_stride + a->nope) * a->kvl;
+        for (; i + 4 <= nt; i += 4) output_4_bf16(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
+        for (; i < nt; i++) output_1_bf16(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
+        return;
+    }
+    const float *wuv = head_rows(a, h, a->nope, a->vd);
     for (; i + 4 <= nt; i += 4) output_4(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
     for (; i < nt; i++) output_1(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
 }
@@ -615,9 +643,11 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
             rope_apply(qr, qr, rd, ws->pos[t], m->rope_freqs, m->rope_attn_factor);
         }
     }
-    /* kv_b_proj: rows [h*(nope+v), +nope) = W_UK_h, next vd rows = W_UV_h; f32 cached at load for small
-     * models, else decoded per head where it is used (head_rows) */
-    mla_attn a = {.ws = ws, .caches = caches, .kvb = L->kv_b_f32, .kvw = &L->kv_b, .wbuf = ws->kvb, .cache_layer = cache_layer, .nh = nh, .nope = nope,
+    /* kv_b_proj: rows [h*(nope+v), +nope) = W_UK_h, next vd rows = W_UV_h; an f32 copy cached at load, or
+     * F32 / BF16 data read directly, or decoded per head where it is used (head_rows; weights.c) */
+    const float *kvb = L->kv_b_f32 ? L->kv_b_f32 : L->kv_b.dtype == DSV3_F32 ? (const float *)L->kv_b.data : NULL;
+    const uint16_t *kvb16 = !kvb && L->kv_b.dtype == DSV3_BF16 ? (const uint16_t *)L->kv_b.data : NULL;
+    mla_attn a = {.ws = ws, .caches = caches, .kvb = kvb, .kvb16 = kvb16, .kvw = &L->kv_b, .wbuf = ws->kvb, .cache_layer = cache_layer, .nh = nh, .nope = nope,
                   .rd = rd, .qk = qk, .vd = vd, .kvl = kvl, .row = row, .kvb_stride = kvb_stride,
                   .sigma = m->softmax_scale};
     const int nthr = omp_get_max_threads();

@@ -200,15 +200,17 @@ static dsv3_status load_all(loader *ld) {
         m->n_mtp = (int)k + 1;
     }
     m->has_mtp = m->n_mtp > 0;
-    /* Absorbed MLA needs W_UK / W_UV in f32 every call (spec §3.7). When all
-     * layers' kv_b_proj fit in 256 MB as f32, dequantise them once here. */
+    /* Absorbed MLA reads W_UK / W_UV every call (spec §3.7): BF16 and F32 kv_b_proj directly from the
+     * checkpoint; other dtypes (FP8) are dequantised once here when all layers' fit in 256 MB as f32,
+     * else per head where they are used (mla.c). The values, hence the bits, are the same either way.
+     * DSV3_KVB_CACHE=none|all overrides that (tests compare the three). */
     int64_t kvb_n = c->num_attention_heads * (c->qk_nope_head_dim + c->v_head_dim) * c->kv_lora_rank;
-    /* DSV3_NO_KVB_CACHE (non-empty, not "0"): never cache, as for big models (tests compare the two) */
-    const char *no_cache = getenv("DSV3_NO_KVB_CACHE");
-    const int cache_ok = !(no_cache && *no_cache && strcmp(no_cache, "0") != 0);
-    if (cache_ok && (c->num_hidden_layers + m->n_mtp) * kvb_n * (int64_t)sizeof(float) <= ((int64_t)256 << 20)) {
+    const char *kvb_env = getenv("DSV3_KVB_CACHE");
+    const int cache_none = kvb_env && !strcmp(kvb_env, "none"), cache_all = kvb_env && !strcmp(kvb_env, "all");
+    if (!cache_none && (cache_all || (c->num_hidden_layers + m->n_mtp) * kvb_n * (int64_t)sizeof(float) <= ((int64_t)256 << 20))) {
         for (int64_t l = 0; l < c->num_hidden_layers + m->n_mtp; l++) {
             dsv3_layer *L = l < c->num_hidden_layers ? &m->layers[l] : &m->mtp[l - c->num_hidden_layers].block;
+            if (!cache_all && (L->kv_b.dtype == DSV3_BF16 || L->kv_b.dtype == DSV3_F32)) continue;
             L->kv_b_f32 = track(m, malloc(sizeof(float) * kvb_n));
             if (!L->kv_b_f32) return dsv3_fail(ld->err, DSV3_ERR_NOMEM, "out of memory");
             for (int64_t r = 0; r < L->kv_b.rows; r++) dsv3_weight_row_f32(&L->kv_b, r, L->kv_b_f32 + r * c->kv_lora_rank);

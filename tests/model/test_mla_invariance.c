@@ -258,30 +258,35 @@ TEST(mla_long_context_prefill_equals_decode) {
     dsv3_model_free(m);
 }
 
-/* kv_b_proj decoded per head where it is used (big models: DSV3_NO_KVB_CACHE forces it) gives the same
- * bits as the f32 copy cached at load: F32 (16-head model) and FP8 (small fixture) kv_b. */
+/* kv_b_proj read however the loader chose (F32/BF16 directly, FP8 cached as f32 or decoded per head:
+ * DSV3_KVB_CACHE=all|none force one) gives the same bits: logits of a prefill + decode under the
+ * default, "all" and "none". */
 static void kvb_cache_equivalence(const char *dir) {
-    dsv3_model *m1 = NULL, *m2 = NULL;
+    const char *modes[3] = {NULL, "all", "none"};
+    dsv3_model *m[3] = {NULL, NULL, NULL};
     dsv3_error err = {0};
-    if (dsv3_model_load(dir, &m1, &err)) { test_fail_at(__FILE__, __LINE__, "%s", err.msg); return; }
-    setenv("DSV3_NO_KVB_CACHE", "1", 1);
-    dsv3_status st = dsv3_model_load(dir, &m2, &err);
-    unsetenv("DSV3_NO_KVB_CACHE");
-    if (st) { test_fail_at(__FILE__, __LINE__, "%s", err.msg); dsv3_model_free(m1); return; }
-    const int64_t V = dsv3_model_config(m1)->vocab_size, np = 37;
-    int32_t prompt[37];
-    for (int64_t i = 0; i < np; i++) prompt[i] = (int32_t)((i * 7919 + 13) % V);
-    float *a = malloc(sizeof(float) * (size_t)((np + D) * V)), *b = malloc(sizeof(float) * (size_t)((np + D) * V));
-    if (run(m1, prompt, np, a, V) == 0 && run(m2, prompt, np, b, V) == 0)
-        CHECK_MSG(!memcmp(a, b, sizeof(float) * (size_t)((np + D) * V)),
-                  "%s: logits with per-head kv_b decode differ bitwise from the cached f32 kv_b", dir);
-    free(a);
-    free(b);
-    dsv3_model_free(m1);
-    dsv3_model_free(m2);
+    for (int k = 0; k < 3; k++) {
+        if (modes[k]) setenv("DSV3_KVB_CACHE", modes[k], 1);
+        dsv3_status st = dsv3_model_load(dir, &m[k], &err);
+        unsetenv("DSV3_KVB_CACHE");
+        if (st) { test_fail_at(__FILE__, __LINE__, "%s", err.msg); break; }
+    }
+    if (m[0] && m[1] && m[2]) {
+        const int64_t V = dsv3_model_config(m[0])->vocab_size, np = 37, sz = (np + D) * V;
+        int32_t prompt[37];
+        for (int64_t i = 0; i < np; i++) prompt[i] = (int32_t)((i * 7919 + 13) % V);
+        float *a = malloc(sizeof(float) * (size_t)(3 * sz));
+        int ok = 1;
+        for (int k = 0; k < 3 && ok; k++) ok = run(m[k], prompt, np, a + k * sz, V) == 0;
+        for (int k = 1; k < 3 && ok; k++)
+            CHECK_MSG(!memcmp(a, a + k * sz, sizeof(float) * (size_t)sz),
+                      "%s: logits with DSV3_KVB_CACHE=%s differ bitwise from the default", dir, modes[k]);
+        free(a);
+    }
+    for (int k = 0; k < 3; k++) dsv3_model_free(m[k]);
 }
 
-TEST(mla_kvb_decode_per_head_equals_cache) {
+TEST(mla_kvb_read_modes_same_bits) {
     dsv3_model *m = mla16_model(); /* writes tmp/mla16 */
     if (!m) return;
     dsv3_model_free(m);
@@ -290,7 +295,9 @@ TEST(mla_kvb_decode_per_head_equals_cache) {
     kvb_cache_equivalence(dir);
     const char *fx = test_fixtures_dir();
     if (fx) {
-        snprintf(dir, sizeof dir, "%s/small", fx);
+        snprintf(dir, sizeof dir, "%s/small", fx); /* FP8 */
+        kvb_cache_equivalence(dir);
+        snprintf(dir, sizeof dir, "%s/tiny", fx); /* BF16 */
         kvb_cache_equivalence(dir);
     }
 }

@@ -11,15 +11,19 @@
  * a token's cache rows (at 4096 tokens of context a V3 layer's cache is
  * 4096 x 576 floats): q~ of the group is stored transposed so that the scores
  * of a tile of 16 rows are computed with the heads as vector lanes, and the
- * latent sums take 4 heads per cache value loaded. Many tokens (prefill): one
+ * latent sums take 4 heads per cache value loaded. The softmax runs in fixed
+ * chunks of 64 keys folded in order (flash-decoding, see "one token's
+ * attention" below), so each chunk of the cache is read from memory once.
+ * Many tokens (prefill): blocks of 32 tokens; the absorbed queries and the W_UV
+ * outputs of a block run 4 tokens per pass over a head's kv_b rows, then one
  * thread per (token, group). Few tokens at long contexts (decode): the threads
- * split one token's phases (score row chunks, latent column chunks).
+ * share one token's chunks, folded per head afterwards.
  *
  * Every kernel uses explicit fmaf in a fixed order per output element (a score:
- * one chain over the row, j ascending; a latent element: one chain over the
- * keys, s ascending; q~ and W_UV products likewise fixed), so neither the group
- * size, the schedule, the vector width nor the thread count changes a result
- * (tests/model/test_mla_invariance.c). */
+ * one chain over the row, j ascending; a chunk's latent element: one chain over
+ * its keys, s ascending; the chunk fold in ascending chunk order; q~ and W_UV
+ * products likewise fixed), so neither the group size, the schedule, the vector
+ * width nor the thread count changes a result (tests/model/test_mla_invariance.c). */
 #include <math.h>
 #include <omp.h>
 #include <string.h>

@@ -402,6 +402,30 @@ __attribute__((target("avx512f"))) static void softmax_rows16_avx512(float *sc, 
     _mm512_storeu_ps(l, _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
     _mm512_storeu_ps(m, mx);
 }
+/* softmax_chunk (below) of one head's scores p[i], i < ns, with 16-lane vectors: the max (in any order:
+ * the same value, and a -0/+0 difference never changes a result), attn_exp16, and the same 16 partial
+ * sums (element i into lane i % 16, i ascending) combined by reduce16: bitwise the same. */
+__attribute__((target("avx512f"))) static void softmax_chunk_avx512(float *p, int64_t ns, float *m_out, float *l_out) {
+    __m512 mx = _mm512_set1_ps(-INFINITY), acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < ns; i += 16) {
+        const __mmask16 k = ns - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ns - i)) - 1);
+        const __m512 v = _mm512_mask_loadu_ps(mx, k, p + i);
+        mx = _mm512_mask_mov_ps(mx, _mm512_cmp_ps_mask(v, mx, _CMP_GT_OQ), v);
+    }
+    float lanes[16], m = -INFINITY;
+    _mm512_storeu_ps(lanes, mx);
+    for (int k = 0; k < 16; k++) m = lanes[k] > m ? lanes[k] : m;
+    const __m512 mv = _mm512_set1_ps(m);
+    for (int64_t i = 0; i < ns; i += 16) {
+        const __mmask16 k = ns - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ns - i)) - 1);
+        const __m512 e = attn_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, p + i), mv));
+        _mm512_mask_storeu_ps(p + i, k, e);
+        acc = _mm512_mask_add_ps(acc, k, acc, e);
+    }
+    _mm512_storeu_ps(lanes, acc);
+    *m_out = m;
+    *l_out = reduce16(lanes);
+}
 #define MLA_SIMD() (dsv3_cpu_isa_get() >= DSV3_CPU_ISA_AVX512)
 #endif
 #ifndef HAVE_SCORES_ROWS_AVX512 /* other targets: the portable kernels (same bits) */
@@ -584,7 +608,16 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
 #endif
     {
         group_scores(a, t, h0, G, qt, s0, ns, sc, ATTN_CHUNK);
-        for (int64_t g = 0; g < gh; g++) softmax_chunk(sc + g * ATTN_CHUNK, ns, out + g * ost + kvl, out + g * ost + kvl + 1);
+        for (int64_t g = 0; g < gh; g++) {
+            float *p = sc + g * ATTN_CHUNK, *m = out + g * ost + kvl, *l = m + 1;
+#ifdef HAVE_SCORES_ROWS_AVX512
+            if (simd) {
+                softmax_chunk_avx512(p, ns, m, l);
+                continue;
+            }
+#endif
+            softmax_chunk(p, ns, m, l);
+        }
     }
     for (int64_t g = 0; g < gh; g++) memset(out + g * ost, 0, sizeof(float) * (size_t)kvl);
     int64_t g = 0;

@@ -192,9 +192,7 @@ static dsv3_model *config_model(const char *name, int heads, int shared_experts)
  * heads-as-lanes chunk softmax) against the portable ones: a 16-head model (none of the fixtures has
  * more than 4 heads) gives bitwise-identical logits on every ISA path whose kernels are meant to agree
  * bitwise; 150 tokens span three softmax chunks. */
-TEST(mla_isa_paths_bitwise_16_heads) {
-    dsv3_model *m = mla16_model();
-    if (!m) return;
+static void isa_paths_bitwise(dsv3_model *m, const char *what) {
     const int64_t V = dsv3_model_config(m)->vocab_size, np = 150;
     int32_t prompt[150];
     for (int64_t i = 0; i < np; i++) prompt[i] = (int32_t)((i * 7919 + 13) % V);
@@ -206,13 +204,27 @@ TEST(mla_isa_paths_bitwise_16_heads) {
         dsv3_cpu_isa_set(paths[k]);
         if (run(m, prompt, np, have_base ? got : base, V)) break;
         if (have_base)
-            CHECK_MSG(!memcmp(base, got, sizeof(float) * (size_t)((np + D) * V)), "logits on %s differ bitwise from scalar",
-                      dsv3_cpu_isa_name(paths[k]));
+            CHECK_MSG(!memcmp(base, got, sizeof(float) * (size_t)((np + D) * V)), "%s: logits on %s differ bitwise from scalar",
+                      what, dsv3_cpu_isa_name(paths[k]));
         have_base = 1;
     }
     dsv3_cpu_isa_set(saved);
     free(base);
     free(got);
+}
+
+TEST(mla_isa_paths_bitwise_16_heads) {
+    dsv3_model *m = mla16_model();
+    if (!m) return;
+    isa_paths_bitwise(m, "16 heads");
+    dsv3_model_free(m);
+}
+
+/* The same for 4 heads: rows as vector lanes in the scores, the [head][key] chunk softmax. */
+TEST(mla_isa_paths_bitwise_4_heads) {
+    dsv3_model *m = config_model("mla4", 4, -1);
+    if (!m) return;
+    isa_paths_bitwise(m, "4 heads");
     dsv3_model_free(m);
 }
 

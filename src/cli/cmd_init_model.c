@@ -1,4 +1,4 @@
-/* dsv3 init-model --config CONFIG.json --out DIR [--dtype bf16|fp8|f32] [--seed S] [--std X] [--shard-size BYTES]
+/* dsv3 init-model --config CONFIG.json --out DIR [--dtype bf16|fp8|f32] [--fp8-lm-head] [--seed S] [--std X] [--shard-size BYTES]
  *                 [--force] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +17,7 @@ static void usage(FILE *f) {
                "when num_nextn_predict_layers > 0. Weights ~ N(0, std^2), norms 1, router bias 0.\n"
                "An existing checkpoint in DIR is an error unless --force is given.\n\n"
                "  --dtype D         bf16 (default), fp8 (E4M3 with 128x128 block scales), f32\n"
+               "  --fp8-lm-head     with --dtype fp8: lm_head.weight in FP8 too (DeepSeek-V3 keeps it BF16)\n"
                "  --seed S          RNG seed (default 0); same seed -> identical files\n"
                "  --std X           weight standard deviation (default 0.006)\n"
                "  --shard-size N    max bytes per shard; suffixes K, M, G (powers of 1000) allowed;\n"
@@ -53,10 +54,11 @@ static void progress(void *ctx, int shard, int n_shards, const char *path) {
 int cmd_init_model(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *dtype_s = "bf16", *seed_s = "0", *std_s = NULL, *shard_s = NULL,
                *threads = NULL;
-    int bad = 0, quiet = 0, force = 0;
+    int bad = 0, quiet = 0, force = 0, fp8_head = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         if (!strcmp(argv[i], "-q")) { quiet = 1; continue; }
+        if (!strcmp(argv[i], "--fp8-lm-head")) { fp8_head = 1; continue; }
         if (!strcmp(argv[i], "--force")) { force = 1; continue; }
         if (cli_opt(argc, argv, &i, "--config", &config, &bad) || cli_opt(argc, argv, &i, "--out", &out, &bad) ||
             cli_opt(argc, argv, &i, "--dtype", &dtype_s, &bad) || cli_opt(argc, argv, &i, "--seed", &seed_s, &bad) ||
@@ -78,6 +80,11 @@ int cmd_init_model(int argc, char **argv) {
     else if (!strcmp(dtype_s, "fp8")) o.dtype = DSV3_INIT_FP8;
     else if (!strcmp(dtype_s, "f32")) o.dtype = DSV3_INIT_F32;
     else { fprintf(stderr, "dsv3 init-model: bad --dtype '%s' (want bf16, fp8 or f32)\n", dtype_s); return 2; }
+    if (fp8_head && o.dtype != DSV3_INIT_FP8) {
+        fprintf(stderr, "dsv3 init-model: --fp8-lm-head needs --dtype fp8\n");
+        return 2;
+    }
+    o.fp8_lm_head = fp8_head;
     if (cli_parse_i64(seed_s, 0, INT64_MAX, &seed)) { fprintf(stderr, "dsv3 init-model: bad --seed '%s'\n", seed_s); return 2; }
     o.seed = (uint64_t)seed;
     if (std_s && (cli_parse_f32(std_s, &o.std) || !(o.std > 0))) {

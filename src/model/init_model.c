@@ -111,6 +111,7 @@ typedef struct {
     size_t n, cap;
     const dsv3_config *c;
     dsv3_init_dtype mode;
+    int fp8_head;           /* lm_head.weight is a ROLE_PROJ (FP8 in fp8 mode) */
     uint64_t total_bytes;
     int64_t n_params, n_tensors;
     dsv3_status st;
@@ -220,7 +221,7 @@ static void build_plan(plan *p) {
     add(p, ROLE_DENSE, V, H, NULL, "model.embed_tokens.weight");
     for (int64_t l = 0; l < L && !p->st; l++) add_layer(p, l);
     add(p, ROLE_NORM, H, 0, NULL, "model.norm.weight");
-    if (!c->tie_word_embeddings) add(p, ROLE_DENSE, V, H, NULL, "lm_head.weight");
+    if (!c->tie_word_embeddings) add(p, p->fp8_head ? ROLE_PROJ : ROLE_DENSE, V, H, NULL, "lm_head.weight");
     /* MTP modules at layer indices L.. (spec §2.3): block + embedding/head copies. */
     for (int64_t k = 0; k < c->num_nextn_predict_layers && !p->st; k++) {
         long long idx = (long long)(L + k);
@@ -399,7 +400,7 @@ dsv3_status dsv3_init_model(const char *config_path, const char *out_dir, const 
     char *cfg_text = NULL;
     dsv3_status st = prepare_config(config_path, o->dtype, &cfg, &cfg_text, err);
     if (st) return st;
-    plan p = {.c = &cfg, .mode = o->dtype, .err = err};
+    plan p = {.c = &cfg, .mode = o->dtype, .fp8_head = o->fp8_lm_head, .err = err};
     build_plan(&p);
     st = p.st;
     int n_shards = st ? 0 : assign_shards(&p, o->shard_size);

@@ -354,3 +354,31 @@ TEST(init_errors) {
     o.std = -1.0f;
     CHECK(dsv3_init_model(cfg, dir, &o, &r, &err) == DSV3_ERR_INVALID);
 }
+
+/* fp8_lm_head: lm_head.weight is F8_E4M3 + F32 scales ([ceil(V/128), ceil(H/128)]), the MTP head copy
+ * stays BF16, the model loads and runs; without fp8 mode the option is refused by the CLI. */
+TEST(init_fp8_lm_head) {
+    char cfg[4096], dir[4096], p[8200];
+    if (!tiny_config(cfg, sizeof cfg)) SKIP("fixtures absent");
+    snprintf(dir, sizeof dir, "%s/init-fp8-head", test_tmp_dir());
+    dsv3_init_opts o;
+    dsv3_init_opts_default(&o);
+    o.dtype = DSV3_INIT_FP8;
+    o.fp8_lm_head = 1;
+    o.shard_size = 0;
+    o.overwrite = 1;
+    dsv3_error err = {0};
+    CHECK_MSG(dsv3_init_model(cfg, dir, &o, NULL, &err) == DSV3_OK, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    dsv3_st_file *f = NULL;
+    CHECK_MSG(dsv3_st_open(p, &f, &err) == DSV3_OK, "%s", err.msg);
+    const dsv3_tensor_view *h = dsv3_st_find(f, "lm_head.weight"), *s = dsv3_st_find(f, "lm_head.weight_scale_inv");
+    const dsv3_tensor_view *mh = dsv3_st_find(f, "model.layers.3.shared_head.head.weight");
+    CHECK(h && h->dtype == DSV3_F8_E4M3 && s && s->dtype == DSV3_F32 && s->ndim == 2 &&
+          s->shape[0] == (h->shape[0] + 127) / 128 && s->shape[1] == (h->shape[1] + 127) / 128);
+    CHECK(mh && mh->dtype == DSV3_BF16);
+    dsv3_st_close(f);
+    load_and_run(dir);
+    char *argv[] = {"init-model", "--config", cfg, "--out", dir, "--dtype", "bf16", "--fp8-lm-head", "--force", "-q"};
+    CHECK(cmd_init_model(10, argv) == 2);
+}

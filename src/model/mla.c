@@ -436,6 +436,63 @@ __attribute__((target("avx512f"))) static void softmax_chunk_avx512(float *p, in
     *m_out = m;
     *l_out = reduce16(lanes);
 }
+/* reduce16 of 8 vectors at once (halving tree: lanes k + k+8, then k + k+4, then (0+2, 1+3), then 0+1,
+ * the very adds of reduce16 per vector): r[i] = reduce16(a[i]). */
+__attribute__((target("avx512f"))) static inline void reduce16_x8(const __m512 a[8], float r[8]) {
+    __m512 s[4], c[2];
+    for (int i = 0; i < 4; i++) /* [a_2i lanes 0-7 | a_2i+1 lanes 0-7] + [.. lanes 8-15 ..] */
+        s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+    for (int i = 0; i < 2; i++) /* 128-bit block b: c[0..3] of source 4i + b */
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0xDD));
+    /* per block: [c0+c2, c1+c3] of source b (from c[0]) and of source 4 + b (from c[1]) */
+    const __m512 d = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x44), _mm512_shuffle_ps(c[0], c[1], 0xEE));
+    const __m512 e = _mm512_add_ps(d, _mm512_permute_ps(d, 0xB1)); /* lane 0: source b, lane 2: source 4 + b */
+    float v[16];
+    _mm512_storeu_ps(v, e);
+    for (int b = 0; b < 4; b++) {
+        r[b] = v[4 * b];
+        r[4 + b] = v[4 * b + 2];
+    }
+}
+
+/* W_UV row chunks as f32: F32 rows, or BF16 rows widened (exact) */
+#define LOAD_W_F32(k, p) _mm512_maskz_loadu_ps(k, p)
+#define LOAD_W_BF16(k, p) \
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16))
+
+/* output_4 (the W_UV products of 4 tokens) with its 8 accumulators (2 rows x 4 tokens) in registers and
+ * the reductions done 8 at a time: the same fmaf per lane and the same tree, so bitwise the same. */
+#define DEFINE_OUTPUT4_AVX512(SFX, WT, LOADW)                                                                  \
+    __attribute__((target("avx512f,avx512bw,avx512vl"))) static void output_4##SFX##_avx512(                \
+        float *restrict out, int64_t lo, const float *restrict lat, int64_t ll, const WT *restrict wuv,       \
+        int64_t kvl, int64_t vd) {                                                                             \
+        int64_t v = 0;                                                                                         \
+        for (; v + 2 <= vd; v += 2) {                                                                          \
+            __m512 acc[8];                                                                                     \
+            for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_ps();                                          \
+            const WT *w0 = wuv + v * kvl, *w1 = w0 + kvl;                                                      \
+            for (int64_t j = 0; j < kvl; j += 16) {                                                            \
+                const __mmask16 k = kvl - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kvl - j)) - 1);    \
+                const __m512 x0 = LOADW(k, w0 + j), x1 = LOADW(k, w1 + j);                                     \
+                for (int t = 0; t < 4; t++) {                                                                  \
+                    const __m512 l = _mm512_maskz_loadu_ps(k, lat + t * ll + j);                               \
+                    acc[t] = _mm512_mask3_fmadd_ps(l, x0, acc[t], k);                                          \
+                    acc[4 + t] = _mm512_mask3_fmadd_ps(l, x1, acc[4 + t], k);                                  \
+                }                                                                                              \
+            }                                                                                                  \
+            float r[8];                                                                                        \
+            reduce16_x8(acc, r);                                                                               \
+            for (int t = 0; t < 4; t++) {                                                                      \
+                out[t * lo + v] = r[t];                                                                        \
+                out[t * lo + v + 1] = r[4 + t];                                                                \
+            }                                                                                                  \
+        }                                                                                                      \
+        if (v < vd) output_4##SFX(out + v, lo, lat, ll, wuv + v * kvl, kvl, vd - v);                          \
+    }
+DEFINE_OUTPUT4_AVX512(, float, LOAD_W_F32)
+DEFINE_OUTPUT4_AVX512(_bf16, uint16_t, LOAD_W_BF16)
 #define MLA_SIMD() (dsv3_cpu_isa_get() >= DSV3_CPU_ISA_AVX512)
 #endif
 #ifndef HAVE_SCORES_ROWS_AVX512 /* other targets: the portable kernels (same bits) */
@@ -532,11 +589,19 @@ static void output_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, c
     int64_t i = 0;
     if (a->kvb16) {
         const uint16_t *wuv = a->kvb16 + (h * a->kvb_stride + a->nope) * a->kvl;
+#ifdef HAVE_SCORES_ROWS_AVX512
+        if (MLA_SIMD())
+            for (; i + 4 <= nt; i += 4) output_4_bf16_avx512(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
+#endif
         for (; i + 4 <= nt; i += 4) output_4_bf16(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
         for (; i < nt; i++) output_1_bf16(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
         return;
     }
     const float *wuv = head_rows(a, h, a->nope, a->vd);
+#ifdef HAVE_SCORES_ROWS_AVX512
+    if (MLA_SIMD())
+        for (; i + 4 <= nt; i += 4) output_4_avx512(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
+#endif
     for (; i + 4 <= nt; i += 4) output_4(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
     for (; i < nt; i++) output_1(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
 }

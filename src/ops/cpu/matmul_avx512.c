@@ -171,6 +171,28 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
                 for (int j = 1; j < R; j++) any = _mm256_or_si256(any, fp8_nan_bytes(kind, rw[j].p + i));
                 special = _mm256_movemask_epi8(any) != 0;
             }
+            if (TT == 3 && R == 4) {
+                /* 24 accumulators: the 6 activation vectors stay in registers and the rows are decoded one
+                 * at a time (2 more), so no FMA needs a memory operand (the same fmaf per element) */
+                __m512 xv[3][2];
+                for (int t = 0; t < TT; t++) {
+                    xv[t][0] = _mm512_loadu_ps(x + t * ldx + i);
+                    xv[t][1] = _mm512_loadu_ps(x + t * ldx + i + 16);
+                }
+                for (int j = 0; j < R; j++) {
+                    decode32(kind, rw[j].p, i, sc[j], W, rw[j].r, w[j]);
+                    if (__builtin_expect(special, 0)) {
+                        uint32_t m = (uint32_t)_mm256_movemask_epi8(fp8_nan_bytes(kind, rw[j].p + i));
+                        w[j][0] = _mm512_mask_mov_ps(w[j][0], (__mmask16)m, _mm512_set1_ps(NAN));
+                        w[j][1] = _mm512_mask_mov_ps(w[j][1], (__mmask16)(m >> 16), _mm512_set1_ps(NAN));
+                    }
+                    for (int t = 0; t < TT; t++) {
+                        acc[j][t][0] = _mm512_fmadd_ps(w[j][0], xv[t][0], acc[j][t][0]);
+                        acc[j][t][1] = _mm512_fmadd_ps(w[j][1], xv[t][1], acc[j][t][1]);
+                    }
+                }
+                continue;
+            }
             for (int j = 0; j < R; j++) decode32(kind, rw[j].p, i, sc[j], W, rw[j].r, w[j]);
             if (__builtin_expect(special, 0)) /* NaN codes: the lut value NaN (no call: keeps acc in registers) */
                 for (int j = 0; j < R; j++) {

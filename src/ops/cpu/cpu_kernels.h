@@ -84,19 +84,8 @@ typedef struct {
     const float *srow;
     int64_t r;
 } row_ref;
-/* Bytes per element of the matmul dtypes without a call (row_ref is built per weight row). */
-static inline size_t dsv3_cpu_elem_size(dsv3_dtype d) {
-    switch (d) {
-    case DSV3_F32: return 4;
-    case DSV3_BF16:
-    case DSV3_F16: return 2;
-    case DSV3_F8_E4M3:
-    case DSV3_F8_E5M2: return 1;
-    default: return dsv3_dtype_size(d);
-    }
-}
 static inline row_ref dsv3_cpu_row(const dsv3_weight *W, int64_t r) {
-    row_ref rr = {(const uint8_t *)W->data + (size_t)r * (size_t)W->cols * dsv3_cpu_elem_size(W->dtype),
+    row_ref rr = {(const uint8_t *)W->data + (size_t)r * (size_t)W->cols * dsv3_dtype_size(W->dtype),
                   W->scale ? W->scale + (r / W->block_r) * W->scale_cols : NULL, r};
     return rr;
 }

@@ -26,9 +26,9 @@ typedef struct {
     const float *scale;      /* FP8 only: aligned f32 copy, row-major */
     int64_t block_r, block_c; /* FP8 block shape (128x128 for DeepSeek-V3) */
     int64_t scale_rows, scale_cols;
-    /* FP8, internal to the CPU backend: 0 = not scanned yet, else DSV3_FP8_SCANNED | DSV3_FP8_HAS_NAN |
-     * DSV3_FP8_MANY_SUBNORMAL (cpu_kernels.h). Set at the first matmul (the data must not change
-     * afterwards); zero-initialise it. */
+    /* FP8, internal to the CPU backend: what it learnt of the scales and codes (DSV3_FP8_* flags in
+     * src/ops/cpu/cpu_kernels.h), set at the first matmul (the data must not change afterwards);
+     * zero-initialise it. */
     int fp8_scan;
 } dsv3_weight;
 

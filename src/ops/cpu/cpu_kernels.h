@@ -45,16 +45,25 @@ extern const dsv3_cpu_kernels dsv3_cpu_kernels_avx512;
 /* Reference decode of elements [c0, c0+n) of row r of W into dst (kernels.c). */
 void dsv3_cpu_decode_span(const dsv3_weight *W, int64_t r, int64_t c0, int64_t n, float *dst);
 
-/* 1 when no finite FP8 block scale s of W overflows in s * fold (fold a power of two:
- * lets the SIMD E4M3 decodes fold their exponent offset into the scale, see matmul_avx512.c). */
-int dsv3_cpu_fp8_scales_foldable(const dsv3_weight *W, float fold);
-
-/* What the codes of the FP8 weight W contain: DSV3_FP8_SCANNED, plus DSV3_FP8_HAS_NAN (E4M3FN
- * 0x7f/0xff; E5M2 exponent 31 with a nonzero mantissa, or Inf) and DSV3_FP8_MANY_SUBNORMAL (more
- * than one code in 4096 has exponent field 0 and a nonzero mantissa; block-quantised trained or
- * random weights have ~1 in 10^4). Scanned once at the first call, remembered in W->fp8_scan
- * (thread-safe; concurrent first calls scan twice and agree). */
-enum { DSV3_FP8_SCANNED = 1, DSV3_FP8_HAS_NAN = 2, DSV3_FP8_MANY_SUBNORMAL = 4 };
+/* What the SIMD FP8 decoders need to know of a weight, computed once and remembered in
+ * W->fp8_scan (thread-safe: concurrent first calls compute the same bits):
+ *  - dsv3_cpu_fp8_scale_flags (the block scales, cheap): DSV3_FP8_FOLD8 / DSV3_FP8_FOLD120 when no
+ *    finite scale s overflows in s * 2^8 / s * 2^120 (the E4M3 decoders fold their exponent offset
+ *    into the scale, see matmul_avx512.c);
+ *  - dsv3_cpu_fp8_scan (a pass over the codes): DSV3_FP8_HAS_NAN (E4M3FN 0x7f/0xff; E5M2 exponent 31
+ *    with a nonzero mantissa, or Inf) and DSV3_FP8_MANY_SUBNORMAL (more than one code in 4096 has
+ *    exponent field 0 and a nonzero mantissa; block-quantised trained or random weights have ~1 in
+ *    10^4); it includes the scale flags.
+ * Both return all flags known so far. */
+enum {
+    DSV3_FP8_SCALES_DONE = 1,
+    DSV3_FP8_FOLD8 = 2,
+    DSV3_FP8_FOLD120 = 4,
+    DSV3_FP8_CODES_DONE = 8,
+    DSV3_FP8_HAS_NAN = 16,
+    DSV3_FP8_MANY_SUBNORMAL = 32
+};
+int dsv3_cpu_fp8_scale_flags(const dsv3_weight *W);
 int dsv3_cpu_fp8_scan(const dsv3_weight *W);
 
 /* Fast-path eligibility: FP8 scale blocks must not split a 32-element chunk. */
@@ -72,7 +81,7 @@ static inline int dsv3_cpu_kind(const dsv3_weight *W) {
     case DSV3_F32: return K_F32;
     case DSV3_BF16: return K_BF16;
     case DSV3_F16: return K_F16;
-    case DSV3_F8_E4M3: return dsv3_cpu_fp8_scales_foldable(W, 0x1p8f) ? K_E4M3 : K_E4M3_UNFOLDED;
+    case DSV3_F8_E4M3: return dsv3_cpu_fp8_scale_flags(W) & DSV3_FP8_FOLD8 ? K_E4M3 : K_E4M3_UNFOLDED;
     case DSV3_F8_E5M2: return K_E5M2;
     default: return K_GENERIC;
     }

@@ -53,18 +53,26 @@ void dsv3_cpu_decode_span(const dsv3_weight *W, int64_t r, int64_t c0, int64_t n
     }
 }
 
-int dsv3_cpu_fp8_scales_foldable(const dsv3_weight *W, float fold) {
-    if (!W->scale) return 0;
-    for (int64_t i = 0; i < W->scale_rows * W->scale_cols; i++) {
-        float s = W->scale[i];
-        if (isfinite(s) && isinf(s * fold)) return 0;
+/* W is const for the kernels only: the flags are OR-ed into it atomically */
+static int fp8_flags_add(const dsv3_weight *W, int flags) {
+    return __atomic_or_fetch((int *)&W->fp8_scan, flags, __ATOMIC_ACQ_REL);
+}
+
+int dsv3_cpu_fp8_scale_flags(const dsv3_weight *W) {
+    const int state = __atomic_load_n(&W->fp8_scan, __ATOMIC_ACQUIRE);
+    if (state & DSV3_FP8_SCALES_DONE) return state;
+    int fold8 = W->scale != NULL, fold120 = fold8;
+    for (int64_t i = 0; W->scale && i < W->scale_rows * W->scale_cols; i++) {
+        const float s = W->scale[i];
+        fold8 &= !(isfinite(s) && isinf(s * 0x1p8f));
+        fold120 &= !(isfinite(s) && isinf(s * 0x1p120f));
     }
-    return 1;
+    return fp8_flags_add(W, DSV3_FP8_SCALES_DONE | (fold8 ? DSV3_FP8_FOLD8 : 0) | (fold120 ? DSV3_FP8_FOLD120 : 0));
 }
 
 int dsv3_cpu_fp8_scan(const dsv3_weight *W) {
-    int state = __atomic_load_n(&W->fp8_scan, __ATOMIC_ACQUIRE);
-    if (state) return state;
+    const int state = dsv3_cpu_fp8_scale_flags(W);
+    if (state & DSV3_FP8_CODES_DONE) return state;
     const uint8_t *p = W->data;
     const size_t n = (size_t)W->rows * (size_t)W->cols;
     /* with b = code & 0x7f: E4M3FN NaN iff b == 0x7f, subnormal iff exponent bits (0x78) clear and mantissa
@@ -84,9 +92,8 @@ int dsv3_cpu_fp8_scan(const dsv3_weight *W) {
         nan |= nb;
         sub += (size_t)cnt;
     }
-    state = DSV3_FP8_SCANNED | (nan ? DSV3_FP8_HAS_NAN : 0) | (sub > n / 4096 ? DSV3_FP8_MANY_SUBNORMAL : 0);
-    __atomic_store_n((int *)&W->fp8_scan, state, __ATOMIC_RELEASE); /* W is const for the kernels only */
-    return state;
+    return fp8_flags_add(W, DSV3_FP8_CODES_DONE | (nan ? DSV3_FP8_HAS_NAN : 0) |
+                                (sub > n / 4096 ? DSV3_FP8_MANY_SUBNORMAL : 0));
 }
 
 void dsv3_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {

@@ -124,7 +124,7 @@ AI void decode32(const int kind, const uint8_t *p, int64_t i, __m512 sc, const d
             w[h] = _mm512_mul_ps(f, sc);
         }
         break;
-    case K_E4M3_DWORD: /* see e4m3_to_f32_bits */
+    case K_E4M3_DWORD: /* see e4m3_to_f32_scaled */
         for (int h = 0; h < 2; h++) w[h] = _mm512_mul_ps(e4m3_to_f32_scaled(_mm_loadu_si128((const __m128i *)(p + i + 16 * h))), sc);
         break;
     case K_E5M2: /* E5M2 is the top byte of an IEEE half: (b << 8) converts exactly */
@@ -171,41 +171,24 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
                 for (int j = 1; j < R; j++) any = _mm256_or_si256(any, fp8_nan_bytes(kind, rw[j].p + i));
                 special = _mm256_movemask_epi8(any) != 0;
             }
-            if (TT == 3 && R == 4) {
-                /* 24 accumulators: the 6 activation vectors stay in registers and the rows are decoded one
-                 * at a time (2 more), so no FMA needs a memory operand (the same fmaf per element) */
-                __m512 xv[3][2];
-                for (int t = 0; t < TT; t++) {
-                    xv[t][0] = _mm512_loadu_ps(x + t * ldx + i);
-                    xv[t][1] = _mm512_loadu_ps(x + t * ldx + i + 16);
-                }
-                for (int j = 0; j < R; j++) {
-                    decode32(kind, rw[j].p, i, sc[j], W, rw[j].r, w[j]);
-                    if (__builtin_expect(special, 0)) {
-                        uint32_t m = (uint32_t)_mm256_movemask_epi8(fp8_nan_bytes(kind, rw[j].p + i));
-                        w[j][0] = _mm512_mask_mov_ps(w[j][0], (__mmask16)m, _mm512_set1_ps(NAN));
-                        w[j][1] = _mm512_mask_mov_ps(w[j][1], (__mmask16)(m >> 16), _mm512_set1_ps(NAN));
-                    }
-                    for (int t = 0; t < TT; t++) {
-                        acc[j][t][0] = _mm512_fmadd_ps(w[j][0], xv[t][0], acc[j][t][0]);
-                        acc[j][t][1] = _mm512_fmadd_ps(w[j][1], xv[t][1], acc[j][t][1]);
-                    }
-                }
-                continue;
+            /* the TT activation chunks stay in registers and the rows are decoded one at a time: with
+             * 24 accumulators (4 rows x 3 tokens) that is exactly the 32 registers, so no FMA takes a
+             * memory operand */
+            __m512 xv[3][2];
+            for (int t = 0; t < TT; t++) {
+                xv[t][0] = _mm512_loadu_ps(x + t * ldx + i);
+                xv[t][1] = _mm512_loadu_ps(x + t * ldx + i + 16);
             }
-            for (int j = 0; j < R; j++) decode32(kind, rw[j].p, i, sc[j], W, rw[j].r, w[j]);
-            if (__builtin_expect(special, 0)) /* NaN codes: the lut value NaN (no call: keeps acc in registers) */
-                for (int j = 0; j < R; j++) {
+            for (int j = 0; j < R; j++) {
+                decode32(kind, rw[j].p, i, sc[j], W, rw[j].r, w[j]);
+                if (__builtin_expect(special, 0)) { /* NaN codes: the lut value NaN (no call: acc stays in registers) */
                     uint32_t m = (uint32_t)_mm256_movemask_epi8(fp8_nan_bytes(kind, rw[j].p + i));
                     w[j][0] = _mm512_mask_mov_ps(w[j][0], (__mmask16)m, _mm512_set1_ps(NAN));
                     w[j][1] = _mm512_mask_mov_ps(w[j][1], (__mmask16)(m >> 16), _mm512_set1_ps(NAN));
                 }
-            for (int t = 0; t < TT; t++) {
-                const float *xt = x + t * ldx + i;
-                __m512 x0 = _mm512_loadu_ps(xt), x1 = _mm512_loadu_ps(xt + 16);
-                for (int j = 0; j < R; j++) {
-                    acc[j][t][0] = _mm512_fmadd_ps(w[j][0], x0, acc[j][t][0]);
-                    acc[j][t][1] = _mm512_fmadd_ps(w[j][1], x1, acc[j][t][1]);
+                for (int t = 0; t < TT; t++) {
+                    acc[j][t][0] = _mm512_fmadd_ps(w[j][0], xv[t][0], acc[j][t][0]);
+                    acc[j][t][1] = _mm512_fmadd_ps(w[j][1], xv[t][1], acc[j][t][1]);
                 }
             }
         }
@@ -348,7 +331,7 @@ static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T
          * E4M3 in 32-bit lanes when subnormal codes are rare too and the scales fold 2^120 */
         if (kind == K_E4M3 || kind == K_E4M3_UNFOLDED) {
             const int scan = dsv3_cpu_fp8_scan(W);
-            if (!(scan & (DSV3_FP8_HAS_NAN | DSV3_FP8_MANY_SUBNORMAL)) && dsv3_cpu_fp8_scales_foldable(W, 0x1p120f))
+            if (!(scan & (DSV3_FP8_HAS_NAN | DSV3_FP8_MANY_SUBNORMAL)) && (scan & DSV3_FP8_FOLD120))
                 kind = K_E4M3_DWORD;
             else if (!(scan & DSV3_FP8_HAS_NAN) && kind == K_E4M3)
                 kind = K_E4M3_CLEAN;

@@ -28,6 +28,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "dsv3/dtype.h"
 #include "model/model_internal.h"
 
 /* 512-bit vectors for the loops below when the target has them (GCC otherwise prefers 256 bits on
@@ -51,12 +52,6 @@ static void rope_apply(float *dst, const float *src, int64_t dim, int64_t pos, c
  * the compiler vectorises, so a head's result does not depend on tiling or grouping) ---- */
 
 #define LANES 16    /* partial sums of a dot product: element j goes to lane j % 16 */
-
-
-
-
-
-
 /* score-kernel prefetch: rows this far ahead, into L1 (tried 32/48 rows and L2 hints at 4096 tokens of
  * context: slower) */
 #define PF_ROWS 16
@@ -141,21 +136,15 @@ static void accumulate_rows4(float *restrict lat, int64_t lst, const float *rest
         }                                                                                                      \
     }
 /* BF16 weights read directly (the conversion to f32 is exact: the same values as an f32 copy) */
-static inline float bf16_value(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 #define F32_VALUE(x) (x)
 DEFINE_ABSORB(4, , float, F32_VALUE)
 DEFINE_ABSORB(1, , float, F32_VALUE)
-DEFINE_ABSORB(4, _bf16, uint16_t, bf16_value)
-DEFINE_ABSORB(1, _bf16, uint16_t, bf16_value)
+DEFINE_ABSORB(4, _bf16, uint16_t, dsv3_bf16_to_f32)
+DEFINE_ABSORB(1, _bf16, uint16_t, dsv3_bf16_to_f32)
 
-/* out_t[v] = W_UV[v] . lat_t (v < vd) for NT tokens (lat rows at stride ll, out rows at stride lo), with
- * dot1's arithmetic (16 lane chains, tail into lanes 0.., reduce16); two W_UV rows at a time, each
- * loaded once for the NT tokens. */
+/* out_t[v] = W_UV[v] . lat_t (v < vd) for NT tokens (lat rows at stride ll, out rows at stride lo): 16
+ * lane chains (element j into lane j % 16, j ascending; the tail into lanes 0..), then reduce16; two W_UV
+ * rows at a time, each loaded once for the NT tokens. */
 #define DEFINE_OUTPUT(NT, SFX, WT, CVT)                                                                        \
     static void output_##NT##SFX(float *restrict out, int64_t lo, const float *restrict lat, int64_t ll,      \
                                  const WT *restrict wuv, int64_t kvl, int64_t vd) {                            \
@@ -182,8 +171,8 @@ DEFINE_ABSORB(1, _bf16, uint16_t, bf16_value)
     }
 DEFINE_OUTPUT(4, , float, F32_VALUE)
 DEFINE_OUTPUT(1, , float, F32_VALUE)
-DEFINE_OUTPUT(4, _bf16, uint16_t, bf16_value)
-DEFINE_OUTPUT(1, _bf16, uint16_t, bf16_value)
+DEFINE_OUTPUT(4, _bf16, uint16_t, dsv3_bf16_to_f32)
+DEFINE_OUTPUT(1, _bf16, uint16_t, dsv3_bf16_to_f32)
 
 /* lat[j] = fma(p[s * pss], rows[s][j], lat[j]) for s = 0..ns-1 in order, j < len; 64 columns at a time
  * are kept in registers across the ns rows. */

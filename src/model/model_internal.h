@@ -98,13 +98,16 @@ static inline int64_t dsv3_mla_scratch_per_thread(const dsv3_config *c) {
     return DSV3_MLA_MAX_GROUP *
            (c->kv_lora_rank + c->qk_rope_head_dim + DSV3_MLA_CHUNK + (DSV3_MLA_SPLIT_WINDOW + 2) * (c->kv_lora_rank + 2));
 }
+/* Widest expert FFN: a routed expert (moe_intermediate_size) or the shared experts together. */
+static inline int64_t dsv3_moe_width(const dsv3_config *c) {
+    const int64_t I = c->moe_intermediate_size, Is = c->n_shared_experts * c->moe_intermediate_size;
+    return Is > I ? Is : I;
+}
 /* Scratch of the one-token MoE path: per chosen expert (+ the shared one) gate and up outputs
- * (moe or shared intermediate size) and the down output (hidden). */
+ * (dsv3_moe_width) and the down output (hidden). */
 static inline int64_t dsv3_moe_token_scratch(const dsv3_config *c) {
-    int64_t I = c->moe_intermediate_size, Is = c->n_shared_experts * c->moe_intermediate_size;
-    if (Is > I) I = Is;
     int64_t K = c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1;
-    return (K + 1) * (2 * I + c->hidden_size);
+    return (K + 1) * (2 * dsv3_moe_width(c) + c->hidden_size);
 }
 /* Attention sub-block: x[n, hidden] += MLA(attn_norm(x)); rows belong to
  * items (per-row cache item + position in m->ws.item_of / m->ws.pos). */

@@ -121,9 +121,8 @@ static void moe_one_token(dsv3_model *m, const dsv3_layer *L, float *x) {
     const dsv3_config *c = &m->cfg;
     dsv3_workspace *ws = &m->ws;
     const dsv3_backend *be = m->be;
-    const int64_t H = c->hidden_size, K = c->num_experts_per_tok, shared = c->n_shared_experts > 0;
-    int64_t I = c->moe_intermediate_size, Is = c->n_shared_experts * c->moe_intermediate_size;
-    if (Is > I) I = Is;
+    const int64_t H = c->hidden_size, K = c->num_experts_per_tok, shared = c->n_shared_experts > 0,
+                  I = dsv3_moe_width(c);
     const int64_t A = K + shared; /* active experts: the shared one first, then the routed ones by id */
     const dsv3_ffn *f[A];
     float g[A];

@@ -40,16 +40,6 @@ static double peak_rss_mib(void) {
     return kb < 0 ? -1 : kb / 1024.0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static int parse_int(const char *s, long lo, long hi, long *out) {
     char *end;
     long v = strtol(s, &end, 10);
@@ -228,9 +218,9 @@ int main(int argc, char **argv) {
     if (rc) {
         fprintf(stderr, "bench_decode: %s\n", err.msg);
     } else {
-        double pf_med = median(pf, (int)repeat);
+        double pf_med = dsv3_median(pf, (int)repeat);
         double dec_med[MAX_CTX];
-        for (int ci = 0; ci < n_ctx; ci++) dec_med[ci] = median(dec + ci * repeat, (int)repeat);
+        for (int ci = 0; ci < n_ctx; ci++) dec_med[ci] = dsv3_median(dec + ci * repeat, (int)repeat);
         const int L = n_ctx - 1;
         printf("model          %s (%lld layers, hidden %lld, vocab %lld, %s weights)\n", model_dir,
                (long long)c->num_hidden_layers, (long long)c->hidden_size, (long long)V, c->fp8 ? "fp8" : "bf16/f32");

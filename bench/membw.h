@@ -66,11 +66,6 @@ static inline double membw_sum(const float *p, size_t n) {
 #endif
 }
 
-static int membw_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Measures read bandwidth over a buffer of `bytes` (rounded down to 4 KiB,
  * at least 64 KiB) with `threads` threads (0 = OpenMP default) and `runs`
  * timed runs after one untimed warm-up read. Returns 0, or -1 when out of memory. */
@@ -103,9 +98,8 @@ static int membw_measure(uint64_t bytes, int runs, int threads, membw_result *r)
         if (k >= 0) gbs[k] = (double)tail * sizeof(float) / 1e9 / dt;
         sum = s;
     }
-    qsort(gbs, (size_t)runs, sizeof *gbs, membw_cmp);
+    r->median_gb_s = dsv3_median(gbs, runs); /* sorts */
     r->best_gb_s = gbs[runs - 1];
-    r->median_gb_s = runs % 2 ? gbs[runs / 2] : 0.5 * (gbs[runs / 2 - 1] + gbs[runs / 2]);
     r->bytes = (uint64_t)tail * sizeof(float);
     r->runs = runs;
     r->threads = threads;

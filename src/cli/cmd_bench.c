@@ -27,16 +27,6 @@ static void mean_sd(const double *v, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0.0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of v[0..n) (sorts v). */
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *p_s = "512", *n_s = "128", *t_s = NULL, *r_s = "5";
@@ -124,7 +114,7 @@ int cmd_bench(int argc, char **argv) {
     for (int k = 0; k < 2; k++) {
         if (counts[k] <= 0) continue;
         mean_sd(vals[k], (int)R, &mean, &sd);
-        double med = median(vals[k], (int)R);
+        double med = dsv3_median(vals[k], (int)R);
         printf("| %s | %.2f MiB | %.2f M | %.2f | %d | %s%lld | %.2f ± %.2f | %.2f |\n", name, bytes / 1048576.0,
                weights / 1e6, weights > 0 ? bytes * 8 / weights : 0.0, omp_get_max_threads(), tests[k], (long long)counts[k],
                mean, sd, med);

@@ -151,13 +151,9 @@ static void thread_invariance(const char *set, int64_t long_len) {
 TEST(mla_thread_group_invariance_tiny) { thread_invariance("tiny", 0); }
 TEST(mla_thread_group_invariance_small) { thread_invariance("small", 261); }
 
-/* A 2-layer F32 model with the tiny fixture's config but 16 heads and kv_lora_rank 200 (128 + 72:
- * kernel blocks and tails); NULL (test failed or skipped) when it cannot be made. */
-static dsv3_model *config_model(const char *name, int heads, int shared_experts);
-static dsv3_model *mla16_model(void) { return config_model("mla16", 16, -1); }
-
-/* The tiny fixture's config with 2 layers, kv_lora_rank 200 and, when > 0, `heads` heads; when >= 0,
- * `shared_experts` shared experts; written to tmp/<name> as F32. */
+/* The tiny fixture's config with 2 layers, kv_lora_rank 200 (128 + 72: kernel blocks and tails) and,
+ * when > 0, `heads` heads; when >= 0, `shared_experts` shared experts; written to tmp/<name> as F32
+ * and loaded. NULL (test failed or skipped) when it cannot be made. */
 static dsv3_model *config_model(const char *name, int heads, int shared_experts) {
     const char *fx = test_fixtures_dir();
     if (!fx) { test_skip("fixtures absent"); return NULL; }
@@ -187,6 +183,8 @@ static dsv3_model *config_model(const char *name, int heads, int shared_experts)
         test_fail_at(__FILE__, __LINE__, "cannot make the model in %s", dir);
     return m;
 }
+
+static dsv3_model *mla16_model(void) { return config_model("mla16", 16, -1); }
 
 /* The vectorised attention kernels (16-head groups with heads as lanes, 64-column latent blocks, the
  * heads-as-lanes chunk softmax) against the portable ones: a 16-head model (none of the fixtures has
@@ -228,18 +226,14 @@ TEST(mla_isa_paths_bitwise_4_heads) {
     dsv3_model_free(m);
 }
 
-/* Chunked softmax across schedules: the logits of the last D of 300 + D tokens computed in one prefill
- * (item schedule, chunks folded inline) equal those of decode steps after a 300-token prefill (with 2+
- * threads the split schedule: chunks computed in parallel, folded afterwards), bitwise, for 1..MAX_NT
- * threads. */
-TEST(mla_long_context_prefill_equals_decode) {
-    dsv3_model *m = mla16_model();
-    if (!m) return;
-    const int64_t V = dsv3_model_config(m)->vocab_size, np = 300, T = np + D;
-    int32_t ids[300 + D];
-    for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
+/* The logits of the last D of np + D tokens computed in one prefill equal those of D decode steps after
+ * an np-token prefill, bitwise, with 1..MAX_NT threads for the decode steps. */
+static void prefill_equals_decode(dsv3_model *m, int64_t np, const char *what) {
+    const int64_t V = dsv3_model_config(m)->vocab_size, T = np + D;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)T);
+    uint8_t *mask = calloc((size_t)T, 1);
     float *full = malloc(sizeof(float) * (size_t)(D * V)), *step = malloc(sizeof(float) * (size_t)(D * V));
-    uint8_t mask[300 + D] = {0};
+    for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
     for (int64_t i = np; i < T; i++) mask[i] = 1;
     const int saved = omp_get_max_threads();
     dsv3_error err = {0};
@@ -258,15 +252,26 @@ TEST(mla_long_context_prefill_equals_decode) {
             dsv3_forward_out out = {.logits = step + i * V};
             ok = dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK;
         }
-        if (ok) CHECK_MSG(!memcmp(full, step, sizeof(float) * (size_t)(D * V)),
-                          "decode at %lld tokens of context with %d threads differs bitwise from the prefill",
-                          (long long)np, nt);
+        if (ok && memcmp(full, step, sizeof(float) * (size_t)(D * V)) != 0)
+            test_fail_at(__FILE__, __LINE__, "%s: decode after %lld tokens with %d threads differs bitwise from the prefill",
+                         what, (long long)np, nt);
     }
-    if (!ok) test_fail_at(__FILE__, __LINE__, "%s", err.msg);
+    if (!ok) test_fail_at(__FILE__, __LINE__, "%s: %s", what, err.msg);
     omp_set_num_threads(saved);
     dsv3_kv_cache_free(kc);
+    free(ids);
+    free(mask);
     free(full);
     free(step);
+}
+
+/* Chunked softmax across schedules: 300 tokens of context are 5 chunks; the prefill folds them inline
+ * (item schedule), decode with 2+ threads computes them in parallel and folds afterwards (split
+ * schedule). */
+TEST(mla_long_context_prefill_equals_decode) {
+    dsv3_model *m = mla16_model();
+    if (!m) return;
+    prefill_equals_decode(m, 300, "16 heads, 300 tokens");
     dsv3_model_free(m);
 }
 
@@ -315,41 +320,10 @@ TEST(mla_kvb_read_modes_same_bits) {
 }
 
 /* The one-token MoE path (decode: one parallel region, combine from zero when there is no shared
- * expert) against the per-expert path of a prefill: the logits of the last D of 20 + D tokens are
- * bitwise the same, for a model without shared experts, with 1..MAX_NT threads. */
+ * expert) against the per-expert path of a prefill, for a model without shared experts. */
 TEST(moe_one_token_path_without_shared_experts) {
     dsv3_model *m = config_model("moe-noshared", 0, 0);
     if (!m) return;
-    const int64_t V = dsv3_model_config(m)->vocab_size, np = 20, T = np + D;
-    int32_t ids[20 + D];
-    for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)((i * 7919 + 13) % V);
-    float *full = malloc(sizeof(float) * (size_t)(D * V)), *step = malloc(sizeof(float) * (size_t)(D * V));
-    uint8_t mask[20 + D] = {0};
-    for (int64_t i = np; i < T; i++) mask[i] = 1;
-    const int saved = omp_get_max_threads();
-    dsv3_error err = {0};
-    dsv3_kv_cache *kc = NULL;
-    int ok = dsv3_kv_cache_new(m, T, &kc, &err) == DSV3_OK;
-    if (ok) {
-        dsv3_batch_item it = {kc, ids, T};
-        dsv3_forward_out out = {.logits = full, .logits_mask = mask, .logits_packed = 1};
-        ok = dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK;
-    }
-    for (int nt = 1; nt <= MAX_NT && ok; nt++) {
-        omp_set_num_threads(nt);
-        dsv3_kv_cache_truncate(kc, np, 0);
-        for (int64_t i = 0; i < D && ok; i++) {
-            dsv3_batch_item it = {kc, ids + np + i, 1};
-            dsv3_forward_out out = {.logits = step + i * V};
-            ok = dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK;
-        }
-        if (ok) CHECK_MSG(!memcmp(full, step, sizeof(float) * (size_t)(D * V)),
-                          "decode without shared experts (%d threads) differs bitwise from the prefill", nt);
-    }
-    if (!ok) test_fail_at(__FILE__, __LINE__, "%s", err.msg);
-    omp_set_num_threads(saved);
-    dsv3_kv_cache_free(kc);
-    free(full);
-    free(step);
+    prefill_equals_decode(m, 20, "no shared experts");
     dsv3_model_free(m);
 }

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsv3/dtype.h"
 #include "ops/cpu/amx.h"
 
 #define TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
@@ -33,12 +34,7 @@ static uint64_t rnd(void) {
     g_s ^= g_s << 17;
     return g_s;
 }
-static float bf(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+#define bf dsv3_bf16_to_f32
 static uint16_t rand_bf16(void) {
     uint64_t r = rnd();
     return (uint16_t)(((r >> 8) & 1) << 15 | (120 + (int)(r % 16)) << 7 | ((r >> 16) & 0x7f));

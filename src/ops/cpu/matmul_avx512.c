@@ -148,7 +148,7 @@ AI void decode32(const int kind, const uint8_t *p, int64_t i, __m512 sc, const d
 /* out[t*ldo + j] = dot(row j, x[t*ldx ...]) for j < R, t < TT; n = row length. */
 AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
              int64_t ldx, int64_t n, float *out, int64_t ldo, int64_t pf) {
-    const int esz = kind == K_F32 ? 4 : kind == K_BF16 || kind == K_F16 ? 2 : 1;
+    const int esz = kind == K_F32 ? 4 : kind == K_BF16 || kind == K_BF16_SPLIT || kind == K_F16 ? 2 : 1;
     __m512 acc[4][3][2]; /* R <= 4, TT <= 3 (fixed sizes keep them in registers) */
     for (int j = 0; j < R; j++)
         for (int t = 0; t < TT; t++) acc[j][t][0] = acc[j][t][1] = _mm512_setzero_ps();
@@ -157,6 +157,14 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
     const int check_nan = fp8 && kind != K_E4M3_CLEAN && kind != K_E4M3_DWORD; /* those have none */
     const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
     const float fold = kind == K_E4M3 || kind == K_E4M3_CLEAN ? 0x1p8f : kind == K_E4M3_DWORD ? 0x1p120f : 1.0f;
+    /* K_BF16_SPLIT, BF16 without the widening shuffles: a 32-element chunk loaded as 16 dwords is split into
+     * the even-k (dword << 16) and the odd-k (dword & 0xffff0000) elements; x comes split the same way
+     * (split_x), and at the end the accumulator lanes are permuted back. Every lane still sums the same k in
+     * the same order, so the result is bitwise that of the widening decode (and of the other paths). */
+    const int split = kind == K_BF16_SPLIT;
+    /* original lane l of half 0 is k = l: even l in lane l/2 of the even half, odd l in lane (l-1)/2 of the odd one */
+    const __m512i lanes_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i lanes_hi = _mm512_add_epi32(lanes_lo, _mm512_set1_epi32(8));
     for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) { /* FP8: one scale block (multiple of 32 wide) at a time */
         int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
         __m512 sc[4];
@@ -178,9 +186,17 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
             for (int t = 0; t < TT; t++) {
                 xv[t][0] = _mm512_loadu_ps(x + t * ldx + i);
                 xv[t][1] = _mm512_loadu_ps(x + t * ldx + i + 16);
+                if (split) __asm__("" : "+v"(xv[t][0]), "+v"(xv[t][1])); /* loaded once for all R rows */
             }
             for (int j = 0; j < R; j++) {
-                decode32(kind, rw[j].p, i, sc[j], W, rw[j].r, w[j]);
+                if (split) { /* dword d of the chunk holds bf16 k = 2d (low half) and 2d+1 (high half) */
+                    __m512i raw = _mm512_loadu_si512((const void *)(rw[j].p + 2 * i));
+                    __asm__("" : "+v"(raw)); /* one load, not one per use (the loads bound this loop) */
+                    w[j][0] = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+                    w[j][1] = _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32((int)0xffff0000u)));
+                } else {
+                    decode32(kind, rw[j].p, i, sc[j], W, rw[j].r, w[j]);
+                }
                 if (__builtin_expect(special, 0)) { /* NaN codes: the lut value NaN (no call: acc stays in registers) */
                     uint32_t m = (uint32_t)_mm256_movemask_epi8(fp8_nan_bytes(kind, rw[j].p + i));
                     w[j][0] = _mm512_mask_mov_ps(w[j][0], (__mmask16)m, _mm512_set1_ps(NAN));
@@ -193,6 +209,13 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
             }
         }
     }
+    if (split) /* back to the lanes of the other kinds (lane l of half h: k = 16h + l), exactly */
+        for (int j = 0; j < R; j++)
+            for (int t = 0; t < TT; t++) {
+                __m512 e = acc[j][t][0], o = acc[j][t][1];
+                acc[j][t][0] = _mm512_permutex2var_ps(e, lanes_lo, o);
+                acc[j][t][1] = _mm512_permutex2var_ps(e, lanes_hi, o);
+            }
     if (nfull < n) {
         int64_t len = n - nfull;
         __mmask16 m0 = len >= 16 ? 0xffff : (__mmask16)((1u << len) - 1);
@@ -248,13 +271,15 @@ DIRECT_SET(K_E5M2, e5m2)
 DIRECT_SET(K_GENERIC, gen)
 DIRECT_SET(K_E4M3_CLEAN, e4m3c)
 DIRECT_SET(K_E4M3_DWORD, e4m3d)
+DIRECT_SET(K_BF16_SPLIT, bf16s)
 
 typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t);
 /* [kind][T-1]: {multi-row tile, single-row tile} */
 #define DIRECT_ROW(SFX) {{d41_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}}
-static const direct_fn g_direct[9][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16),  DIRECT_ROW(f16),
-                                            DIRECT_ROW(e4m3), DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2),
-                                            DIRECT_ROW(gen),  DIRECT_ROW(e4m3c), DIRECT_ROW(e4m3d)};
+static const direct_fn g_direct[10][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16),  DIRECT_ROW(f16),
+                                             DIRECT_ROW(e4m3), DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2),
+                                             DIRECT_ROW(gen),  DIRECT_ROW(e4m3c), DIRECT_ROW(e4m3d),
+                                             DIRECT_ROW(bf16s)};
 static const int g_direct_rows[3] = {4, 4, 2};
 
 
@@ -270,6 +295,25 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
     for (; o < o1; o++) {
         row_ref rw = dsv3_cpu_row(W, o);
         g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld);
+    }
+}
+
+/* Activations for K_BF16_SPLIT, at most SPLIT_X_MAX floats (on the stack; longer rows take K_BF16): each
+ * full 32-element chunk of a row becomes its 16 even-k then its 16 odd-k elements; the tail is copied. */
+#define SPLIT_X_MAX 16384
+static void split_x(float *xs, const float *x, int64_t T, int64_t n) {
+    const int64_t nfull = n - n % LANES;
+    const __m512i even_k = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd_k = _mm512_add_epi32(even_k, _mm512_set1_epi32(1));
+    for (int64_t t = 0; t < T; t++) {
+        const float *xt = x + t * n;
+        float *st = xs + t * n;
+        for (int64_t i = 0; i < nfull; i += LANES) {
+            __m512 a = _mm512_loadu_ps(xt + i), b = _mm512_loadu_ps(xt + i + 16);
+            _mm512_storeu_ps(st + i, _mm512_permutex2var_ps(a, even_k, b));
+            _mm512_storeu_ps(st + i + 16, _mm512_permutex2var_ps(a, odd_k, b));
+        }
+        memcpy(st + nfull, xt + nfull, sizeof(float) * (size_t)(n - nfull));
     }
 }
 
@@ -335,6 +379,12 @@ static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T
                 kind = K_E4M3_DWORD;
             else if (!(scan & DSV3_FP8_HAS_NAN) && kind == K_E4M3)
                 kind = K_E4M3_CLEAN;
+        }
+        float xs[SPLIT_X_MAX] __attribute__((aligned(64)));
+        if (kind == K_BF16 && T >= 2 && T * W->cols <= SPLIT_X_MAX) { /* T = 1 measured no faster split */
+            split_x(xs, x, T, W->cols);
+            matmul_direct(out, ld, xs, T, W, obase, o0, o1, K_BF16_SPLIT);
+            return 0;
         }
         for (int64_t t0 = 0; t0 < T; t0 += 3) {
             int64_t tt = T - t0 < 3 ? T - t0 : 3;

@@ -317,6 +317,17 @@ static void split_x(float *xs, const float *x, int64_t T, int64_t n) {
     }
 }
 
+#ifndef SPLIT_MIN_T
+#define SPLIT_MIN_T 2
+#endif
+/* Not inlined: only these calls carry the split activations' stack frame. */
+static __attribute__((noinline)) void matmul_direct_split(float *out, int64_t ld, const float *x, int64_t T,
+                                                          const dsv3_weight *W, int64_t obase, int64_t o0, int64_t o1) {
+    float xs[SPLIT_X_MAX] __attribute__((aligned(64)));
+    split_x(xs, x, T, W->cols);
+    matmul_direct(out, ld, xs, T, W, obase, o0, o1, K_BF16_SPLIT);
+}
+
 /* ----------------------------------------------------------- prefill path */
 
 #define GT 3 /* tokens per register tile */
@@ -380,10 +391,8 @@ static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T
             else if (!(scan & DSV3_FP8_HAS_NAN) && kind == K_E4M3)
                 kind = K_E4M3_CLEAN;
         }
-        float xs[SPLIT_X_MAX] __attribute__((aligned(64)));
-        if (kind == K_BF16 && T >= 2 && T * W->cols <= SPLIT_X_MAX) { /* T = 1 measured no faster split */
-            split_x(xs, x, T, W->cols);
-            matmul_direct(out, ld, xs, T, W, obase, o0, o1, K_BF16_SPLIT);
+        if (kind == K_BF16 && T >= SPLIT_MIN_T && T * W->cols <= SPLIT_X_MAX) {
+            matmul_direct_split(out, ld, x, T, W, obase, o0, o1);
             return 0;
         }
         for (int64_t t0 = 0; t0 < T; t0 += 3) {

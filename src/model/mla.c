@@ -341,8 +341,11 @@ __attribute__((target("avx512f"))) static void accumulate_rows4_avx512(float *re
             /* the next tile's row (strided rows: help the hardware prefetcher) */
             _mm_prefetch((const char *)(r + 16 * ld), _MM_HINT_T0);
             _mm_prefetch((const char *)(r + 16 * ld + 32), _MM_HINT_T0);
-            const __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + 16), x2 = _mm512_loadu_ps(r + 32),
-                         x3 = _mm512_loadu_ps(r + 48);
+            __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + 16), x2 = _mm512_loadu_ps(r + 32),
+                   x3 = _mm512_loadu_ps(r + 48);
+            /* in registers: left to itself gcc reloads them in every head's FMAs (16 loads per 16 FMAs,
+             * load bound where a core loads one zmm per cycle) */
+            __asm__("" : "+v"(x0), "+v"(x1), "+v"(x2), "+v"(x3));
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
                 const __m512 pg = _mm512_set1_ps(p[g * pst + s * pss]);

@@ -186,7 +186,8 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
             for (int t = 0; t < TT; t++) {
                 xv[t][0] = _mm512_loadu_ps(x + t * ldx + i);
                 xv[t][1] = _mm512_loadu_ps(x + t * ldx + i + 16);
-                __asm__("" : "+v"(xv[t][0]), "+v"(xv[t][1])); /* loaded once for all R rows, not in every FMA */
+                if (TT > 1 || split) /* loaded once for all R rows, not in every FMA (see below) */
+                    __asm__("" : "+v"(xv[t][0]), "+v"(xv[t][1]));
             }
             for (int j = 0; j < R; j++) {
                 if (split) { /* dword d of the chunk holds bf16 k = 2d (low half) and 2d+1 (high half) */
@@ -197,7 +198,10 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
                 } else {
                     decode32(kind, rw[j].p, i, sc[j], W, rw[j].r, w[j]);
                 }
-                __asm__("" : "+v"(w[j][0]), "+v"(w[j][1])); /* in registers too: one load per use otherwise */
+                /* With TT > 1, left to itself gcc folds x or w loads into every FMA (30 loads per 24 FMAs in
+                 * the 4x3 tile): load bound on cores that load one zmm per cycle (Zen 4: pp512 +49% with
+                 * both in registers). One token (decode) measured no better, so its code stays as it was. */
+                if (TT > 1) __asm__("" : "+v"(w[j][0]), "+v"(w[j][1]));
                 if (__builtin_expect(special, 0)) { /* NaN codes: the lut value NaN (no call: acc stays in registers) */
                     uint32_t m = (uint32_t)_mm256_movemask_epi8(fp8_nan_bytes(kind, rw[j].p + i));
                     w[j][0] = _mm512_mask_mov_ps(w[j][0], (__mmask16)m, _mm512_set1_ps(NAN));

@@ -363,6 +363,42 @@ __attribute__((target("avx512f"))) static void accumulate_rows4_avx512(float *re
     if (j < len) accumulate_rows4(lat + j, lst, p, pst, pss, rows + j, ld, ns, len - j);
 }
 
+/* accumulate_rows4_avx512 for 8 heads x 32 columns per register block (16 accumulators): the chunk's rows
+ * are streamed from L2 twice per 16 heads instead of four times; the same fmaf per element and s order, so
+ * bitwise the same. Columns past the last 32-block go to accumulate_rows4 (per 4 heads). */
+__attribute__((target("avx512f"))) static void accumulate_rows8_avx512(float *restrict lat, int64_t lst, const float *restrict p,
+                                                                       int64_t pst, int64_t pss, const float *restrict rows,
+                                                                       int64_t ld, int64_t ns, int64_t len) {
+    int64_t j = 0;
+    for (; j + 32 <= len; j += 32) {
+        __m512 a[8][2];
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            a[g][0] = _mm512_loadu_ps(lat + g * lst + j);
+            a[g][1] = _mm512_loadu_ps(lat + g * lst + j + 16);
+        }
+        for (int64_t s = 0; s < ns; s++) {
+            const float *r = rows + s * ld + j;
+            __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + 16);
+            __asm__("" : "+v"(x0), "+v"(x1)); /* once per key, not per head */
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                const __m512 pg = _mm512_set1_ps(p[g * pst + s * pss]);
+                a[g][0] = _mm512_fmadd_ps(pg, x0, a[g][0]);
+                a[g][1] = _mm512_fmadd_ps(pg, x1, a[g][1]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            _mm512_storeu_ps(lat + g * lst + j, a[g][0]);
+            _mm512_storeu_ps(lat + g * lst + j + 16, a[g][1]);
+        }
+    }
+    if (j < len)
+        for (int g = 0; g < 8; g += 4)
+            accumulate_rows4(lat + g * lst + j, lst, p + g * pst, pst, pss, rows + j, ld, ns, len - j);
+}
+
 /* attn_exp (below) on 16 lanes: the same IEEE single operations in the same order, so the same bits. */
 __attribute__((target("avx512f"))) static inline __m512 attn_exp16(__m512 x) {
     const __m512 lo = _mm512_set1_ps(-87.0f);
@@ -688,6 +724,8 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     }
     for (int64_t g = 0; g < gh; g++) memset(out + g * ost, 0, sizeof(float) * (size_t)kvl);
     int64_t g = 0;
+    if (simd)
+        for (; g + 8 <= gh; g += 8) accumulate_rows8_avx512(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
     for (; g + 4 <= gh; g += 4) {
         if (simd) accumulate_rows4_avx512(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
         else accumulate_rows4(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);

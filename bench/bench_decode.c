@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_args.h"
 #include "dsv3/clock.h"
 #include "dsv3/model.h"
 #include "dsv3/safetensors.h"
@@ -40,14 +41,6 @@ static double peak_rss_mib(void) {
     return kb < 0 ? -1 : kb / 1024.0;
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
 /* "64,4096" -> ascending unique list; 0 on success. */
 static int parse_ctx_list(const char *s, long *ctx, int *n) {
     char buf[256];
@@ -56,7 +49,7 @@ static int parse_ctx_list(const char *s, long *ctx, int *n) {
     *n = 0;
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         long v;
-        if (*n == MAX_CTX || parse_int(tok, 1, 1 << 20, &v)) return -1;
+        if (*n == MAX_CTX || bench_parse_long(tok, 1, 1 << 20, &v)) return -1;
         int k = *n;
         while (k > 0 && ctx[k - 1] > v) { ctx[k] = ctx[k - 1]; k--; }
         if (k > 0 && ctx[k - 1] == v) { memmove(ctx + k, ctx + k + 1, sizeof(long) * (size_t)(*n - k)); continue; }
@@ -123,11 +116,11 @@ int main(int argc, char **argv) {
         if (!v) bad = 1;
         else if (!strcmp(a, "--model")) model_dir = v;
         else if (!strcmp(a, "--prompt") || !strcmp(a, "--ctx")) bad = parse_ctx_list(v, ctx, &n_ctx);
-        else if (!strcmp(a, "--gen")) bad = parse_int(v, 0, 1 << 20, &n_gen);
-        else if (!strcmp(a, "-t")) bad = parse_int(v, 0, 4096, &threads);
-        else if (!strcmp(a, "--repeat")) bad = parse_int(v, 1, 1000, &repeat);
-        else if (!strcmp(a, "--seed")) bad = parse_int(v, 0, INT32_MAX, &seed);
-        else if (!strcmp(a, "--membw-mib")) bad = parse_int(v, 0, 1 << 20, &membw_mib);
+        else if (!strcmp(a, "--gen")) bad = bench_parse_long(v, 0, 1 << 20, &n_gen);
+        else if (!strcmp(a, "-t")) bad = bench_parse_long(v, 0, 4096, &threads);
+        else if (!strcmp(a, "--repeat")) bad = bench_parse_long(v, 1, 1000, &repeat);
+        else if (!strcmp(a, "--seed")) bad = bench_parse_long(v, 0, INT32_MAX, &seed);
+        else if (!strcmp(a, "--membw-mib")) bad = bench_parse_long(v, 0, 1 << 20, &membw_mib);
         else bad = 1;
         if (bad) {
             fprintf(stderr, "bench_decode: bad or incomplete argument '%s'\n", a);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "dsv3/clock.h"
 
 #define CHAINS 12
@@ -46,14 +47,6 @@ __attribute__((target("avx2,fma"))) static float fma_avx2(long iters) {
     return s;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_fma [-t threads] [-r runs] [--isa avx512|avx2]\n"
                "  -t N      threads (default: all cores)\n"
@@ -68,8 +61,8 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         int bad = !v;
-        if (!bad && !strcmp(a, "-t")) bad = parse_long(v, 0, 4096, &threads);
-        else if (!bad && !strcmp(a, "-r")) bad = parse_long(v, 1, 1000, &runs);
+        if (!bad && !strcmp(a, "-t")) bad = bench_parse_long(v, 0, 4096, &threads);
+        else if (!bad && !strcmp(a, "-r")) bad = bench_parse_long(v, 1, 1000, &runs);
         else if (!bad && !strcmp(a, "--isa")) {
             if (!strcmp(v, "avx512")) wide = 1;
             else if (!strcmp(v, "avx2")) wide = 0;

@@ -11,15 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "membw.h"
-
-static int parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_membw [--mib N] [-t threads] [-r runs]\n"
@@ -34,9 +27,9 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         int bad = !v;
-        if (!bad && !strcmp(a, "--mib")) bad = parse_long(v, 1, 1 << 20, &mib);
-        else if (!bad && !strcmp(a, "-t")) bad = parse_long(v, 0, 4096, &threads);
-        else if (!bad && !strcmp(a, "-r")) bad = parse_long(v, 1, 1000, &runs);
+        if (!bad && !strcmp(a, "--mib")) bad = bench_parse_long(v, 1, 1 << 20, &mib);
+        else if (!bad && !strcmp(a, "-t")) bad = bench_parse_long(v, 0, 4096, &threads);
+        else if (!bad && !strcmp(a, "-r")) bad = bench_parse_long(v, 1, 1000, &runs);
         else bad = 1;
         if (bad) {
             fprintf(stderr, "bench_membw: bad or incomplete argument '%s'\n", a);

@@ -324,79 +324,60 @@ __attribute__((target("avx512f"))) static void scores_tile_16_avx512(const float
     if (i < nrows) scores_tile_16(qT, rows + i * ld, ld, nrows - i, len, scale, out + i * 16);
 }
 
-/* accumulate_rows4 with its 16 accumulators (4 heads x 64 columns) in registers: the same fmaf per
- * element and s order, so bitwise the same; columns past the last 64-block go to accumulate_rows4. */
-__attribute__((target("avx512f"))) static void accumulate_rows4_avx512(float *restrict lat, int64_t lst, const float *restrict p,
-                                                                       int64_t pst, int64_t pss, const float *restrict rows,
-                                                                       int64_t ld, int64_t ns, int64_t len) {
+/* accumulate_rows4 for NH heads (4 or 8) x 16*NV columns (NV 4 or 2) per register block, 16 accumulators:
+ * the same fmaf per element and s order, so bitwise the same. 8 x 32 streams a chunk's rows from L2 twice
+ * per 16 heads instead of four times (4 x 64). Columns past the last block go to accumulate_rows4. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+accumulate_heads_avx512(const int NH, const int NV, float *restrict lat, int64_t lst, const float *restrict p, int64_t pst,
+                        int64_t pss, const float *restrict rows, int64_t ld, int64_t ns, int64_t len) {
+    const int64_t cols = 16 * NV;
     int64_t j = 0;
-    for (; j + 64 <= len; j += 64) {
-        __m512 a[4][4];
+    for (; j + cols <= len; j += cols) {
+        __m512 a[8][4];
+#pragma GCC unroll 8
+        for (int g = 0; g < NH; g++)
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; g++)
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) a[g][k] = _mm512_loadu_ps(lat + g * lst + j + 16 * k);
+            for (int k = 0; k < NV; k++) a[g][k] = _mm512_loadu_ps(lat + g * lst + j + 16 * k);
         for (int64_t s = 0; s < ns; s++) {
             const float *r = rows + s * ld + j;
             /* the next tile's row (strided rows: help the hardware prefetcher) */
-            _mm_prefetch((const char *)(r + 16 * ld), _MM_HINT_T0);
-            _mm_prefetch((const char *)(r + 16 * ld + 32), _MM_HINT_T0);
-            __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + 16), x2 = _mm512_loadu_ps(r + 32),
-                   x3 = _mm512_loadu_ps(r + 48);
-            /* in registers: left to itself gcc reloads them in every head's FMAs (16 loads per 16 FMAs,
-             * load bound where a core loads one zmm per cycle) */
-            __asm__("" : "+v"(x0), "+v"(x1), "+v"(x2), "+v"(x3));
+#pragma GCC unroll 2
+            for (int k = 0; k < NV; k += 2) _mm_prefetch((const char *)(r + 16 * ld + 16 * k), _MM_HINT_T0);
+            __m512 x[4];
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
+            for (int k = 0; k < NV; k++) {
+                x[k] = _mm512_loadu_ps(r + 16 * k);
+                /* in registers: left to itself gcc reloads it in every head's FMAs (load bound where a
+                 * core loads one zmm per cycle) */
+                __asm__("" : "+v"(x[k]));
+            }
+#pragma GCC unroll 8
+            for (int g = 0; g < NH; g++) {
                 const __m512 pg = _mm512_set1_ps(p[g * pst + s * pss]);
-                a[g][0] = _mm512_fmadd_ps(pg, x0, a[g][0]);
-                a[g][1] = _mm512_fmadd_ps(pg, x1, a[g][1]);
-                a[g][2] = _mm512_fmadd_ps(pg, x2, a[g][2]);
-                a[g][3] = _mm512_fmadd_ps(pg, x3, a[g][3]);
+#pragma GCC unroll 4
+                for (int k = 0; k < NV; k++) a[g][k] = _mm512_fmadd_ps(pg, x[k], a[g][k]);
             }
         }
+#pragma GCC unroll 8
+        for (int g = 0; g < NH; g++)
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; g++)
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) _mm512_storeu_ps(lat + g * lst + j + 16 * k, a[g][k]);
+            for (int k = 0; k < NV; k++) _mm512_storeu_ps(lat + g * lst + j + 16 * k, a[g][k]);
     }
-    if (j < len) accumulate_rows4(lat + j, lst, p, pst, pss, rows + j, ld, ns, len - j);
+    if (j < len)
+        for (int g = 0; g < NH; g += 4)
+            accumulate_rows4(lat + g * lst + j, lst, p + g * pst, pst, pss, rows + j, ld, ns, len - j);
 }
 
-/* accumulate_rows4_avx512 for 8 heads x 32 columns per register block (16 accumulators): the chunk's rows
- * are streamed from L2 twice per 16 heads instead of four times; the same fmaf per element and s order, so
- * bitwise the same. Columns past the last 32-block go to accumulate_rows4 (per 4 heads). */
+__attribute__((target("avx512f"))) static void accumulate_rows4_avx512(float *restrict lat, int64_t lst, const float *restrict p,
+                                                                       int64_t pst, int64_t pss, const float *restrict rows,
+                                                                       int64_t ld, int64_t ns, int64_t len) {
+    accumulate_heads_avx512(4, 4, lat, lst, p, pst, pss, rows, ld, ns, len);
+}
+
 __attribute__((target("avx512f"))) static void accumulate_rows8_avx512(float *restrict lat, int64_t lst, const float *restrict p,
                                                                        int64_t pst, int64_t pss, const float *restrict rows,
                                                                        int64_t ld, int64_t ns, int64_t len) {
-    int64_t j = 0;
-    for (; j + 32 <= len; j += 32) {
-        __m512 a[8][2];
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            a[g][0] = _mm512_loadu_ps(lat + g * lst + j);
-            a[g][1] = _mm512_loadu_ps(lat + g * lst + j + 16);
-        }
-        for (int64_t s = 0; s < ns; s++) {
-            const float *r = rows + s * ld + j;
-            __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + 16);
-            __asm__("" : "+v"(x0), "+v"(x1)); /* once per key, not per head */
-#pragma GCC unroll 8
-            for (int g = 0; g < 8; g++) {
-                const __m512 pg = _mm512_set1_ps(p[g * pst + s * pss]);
-                a[g][0] = _mm512_fmadd_ps(pg, x0, a[g][0]);
-                a[g][1] = _mm512_fmadd_ps(pg, x1, a[g][1]);
-            }
-        }
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            _mm512_storeu_ps(lat + g * lst + j, a[g][0]);
-            _mm512_storeu_ps(lat + g * lst + j + 16, a[g][1]);
-        }
-    }
-    if (j < len)
-        for (int g = 0; g < 8; g += 4)
-            accumulate_rows4(lat + g * lst + j, lst, p + g * pst, pst, pss, rows + j, ld, ns, len - j);
+    accumulate_heads_avx512(8, 2, lat, lst, p, pst, pss, rows, ld, ns, len);
 }
 
 /* attn_exp (below) on 16 lanes: the same IEEE single operations in the same order, so the same bits. */
@@ -724,8 +705,10 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     }
     for (int64_t g = 0; g < gh; g++) memset(out + g * ost, 0, sizeof(float) * (size_t)kvl);
     int64_t g = 0;
+#ifdef HAVE_SCORES_ROWS_AVX512
     if (simd)
         for (; g + 8 <= gh; g += 8) accumulate_rows8_avx512(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
+#endif
     for (; g + 4 <= gh; g += 4) {
         if (simd) accumulate_rows4_avx512(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
         else accumulate_rows4(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);

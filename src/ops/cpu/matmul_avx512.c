@@ -322,9 +322,7 @@ static void split_x(float *xs, const float *x, int64_t T, int64_t n) {
     }
 }
 
-#ifndef SPLIT_MIN_T
-#define SPLIT_MIN_T 2
-#endif
+#define SPLIT_MIN_T 2 /* tokens from which K_BF16 takes the split (one token measured slower that way) */
 /* Not inlined: only these calls carry the split activations' stack frame. */
 static __attribute__((noinline)) void matmul_direct_split(float *out, int64_t ld, const float *x, int64_t T,
                                                           const dsv3_weight *W, int64_t obase, int64_t o0, int64_t o1) {

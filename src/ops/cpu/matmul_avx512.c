@@ -186,7 +186,7 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
             for (int t = 0; t < TT; t++) {
                 xv[t][0] = _mm512_loadu_ps(x + t * ldx + i);
                 xv[t][1] = _mm512_loadu_ps(x + t * ldx + i + 16);
-                if (TT > 1 || split) /* loaded once for all R rows, not in every FMA (see below) */
+                if (TT > 1) /* loaded once for all R rows, not in every FMA (see below) */
                     __asm__("" : "+v"(xv[t][0]), "+v"(xv[t][1]));
             }
             for (int j = 0; j < R; j++) {

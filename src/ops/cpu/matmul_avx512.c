@@ -6,8 +6,9 @@
  * reproduced by in-register halvings (reduce32 below).
  *
  * Matmul structure:
- *  - T <= 3 (decode): a tile of R weight rows x T tokens; every 32-element weight
- *    chunk is decoded in registers once and used for all T tokens.
+ *  - T <= 3 (decode): a tile of R weight rows x T tokens (R rows far apart, each
+ *    read front to back: see matmul_direct); every 32-element weight chunk is
+ *    decoded in registers once and used for all T tokens.
  *  - T >= 4 (prefill): groups of rows are decoded once into an f32 buffer (same
  *    values as the reference decode), then register tiles of 4 rows x 3 tokens
  *    run over the buffer.
@@ -145,9 +146,9 @@ AI void decode32(const int kind, const uint8_t *p, int64_t i, __m512 sc, const d
 
 
 
-/* out[t*ldo + j] = dot(row j, x[t*ldx ...]) for j < R, t < TT; n = row length. */
+/* out[t*ldo + j*ostr] = dot(row j, x[t*ldx ...]) for j < R, t < TT; n = row length. */
 AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
-             int64_t ldx, int64_t n, float *out, int64_t ldo, int64_t pf) {
+             int64_t ldx, int64_t n, float *out, int64_t ldo, int64_t ostr, int64_t pf) {
     const int esz = kind == K_F32 ? 4 : kind == K_BF16 || kind == K_BF16_SPLIT || kind == K_F16 ? 2 : 1;
     __m512 acc[4][3][2]; /* R <= 4, TT <= 3 (fixed sizes keep them in registers) */
     for (int j = 0; j < R; j++)
@@ -247,24 +248,24 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
         }
     }
     for (int j = 0; j < R; j++)
-        for (int t = 0; t < TT; t++) out[t * ldo + j] = reduce32(acc[j][t][0], acc[j][t][1]);
+        for (int t = 0; t < TT; t++) out[t * ldo + j * ostr] = reduce32(acc[j][t][0], acc[j][t][1]);
 }
 
 /* ------------------------------------------------------------ decode path */
 
 /* Software prefetch distance of the decode path: each weight row stream is
- * prefetched this many bytes ahead (for short rows that lands in the rows of the
- * next tiles, which follow in memory); ~1.4x more bandwidth than the hardware
- * prefetcher alone on the 1024-wide bench model rows. */
-#define PF_BYTES 16384
+ * prefetched this many bytes ahead (for short rows that lands in the next rows of
+ * the same stream, which follow in memory; see matmul_direct). On Zen 5 4-8 KiB
+ * measured alike (16 KiB, tuned for adjacent-row tiles on a Xeon, ~5% less). */
+#define PF_BYTES 6144
 
 #define DIRECT_FN(R, TT, KIND, NAME)                                                                                  \
-    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo) {              \
-        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo, PF_BYTES);        \
+    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo, int64_t ostr) { \
+        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo, ostr, PF_BYTES);                                      \
     }
 #define DIRECT_SET(KIND, SFX)                                                                                          \
-    DIRECT_FN(4, 1, KIND, d41_##SFX)                                                                                   \
-    DIRECT_FN(4, 2, KIND, d42_##SFX)                                                                                   \
+    DIRECT_FN(2, 1, KIND, d21_##SFX)                                                                                      \
+    DIRECT_FN(4, 2, KIND, d42_##SFX)                                                                                      \
     DIRECT_FN(2, 3, KIND, d23_##SFX)                                                                                   \
     DIRECT_FN(1, 1, KIND, d11_##SFX) DIRECT_FN(1, 2, KIND, d12_##SFX) DIRECT_FN(1, 3, KIND, d13_##SFX)
 DIRECT_SET(K_F32, f32)
@@ -278,28 +279,34 @@ DIRECT_SET(K_E4M3_CLEAN, e4m3c)
 DIRECT_SET(K_E4M3_DWORD, e4m3d)
 DIRECT_SET(K_BF16_SPLIT, bf16s)
 
-typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t);
+typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t, int64_t);
 /* [kind][T-1]: {multi-row tile, single-row tile} */
-#define DIRECT_ROW(SFX) {{d41_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}}
+#define DIRECT_ROW(SFX) {{d21_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}}
 static const direct_fn g_direct[10][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16),  DIRECT_ROW(f16),
                                              DIRECT_ROW(e4m3), DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2),
                                              DIRECT_ROW(gen),  DIRECT_ROW(e4m3c), DIRECT_ROW(e4m3d),
                                              DIRECT_ROW(bf16s)};
-static const int g_direct_rows[3] = {4, 4, 2};
+static const int g_direct_rows[3] = {2, 4, 2};
 
 
 static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                           int64_t o0, int64_t o1, int kind) {
+    /* The R rows of a tile are h rows apart, not adjacent: each of the R weight streams reads its own run of
+     * rows front to back. Adjacent rows (2 KB for a 1024-wide BF16 row, 4 rows per 4 KB page for FP8) make
+     * the streams interleave inside a page, which the hardware prefetchers of some cores follow poorly (Zen 5:
+     * ~75% of the read bandwidth; ~95% with separate runs). One token takes 2 streams, not 4 (4 chains of
+     * FMAs still hide their latency; fewer streams read a little faster). A row's result does not depend
+     * on its tile. */
     const int R = g_direct_rows[T - 1];
-    int64_t o = o0;
-    for (; o + R <= o1; o += R) {
+    const int64_t h = (o1 - o0) / R;
+    for (int64_t i = 0; i < h; i++) {
         row_ref rw[4];
-        for (int j = 0; j < R; j++) rw[j] = dsv3_cpu_row(W, o + j);
-        g_direct[kind][T - 1][0](W, rw, x, out + (o - obase), ld);
+        for (int j = 0; j < R; j++) rw[j] = dsv3_cpu_row(W, o0 + j * h + i);
+        g_direct[kind][T - 1][0](W, rw, x, out + (o0 + i - obase), ld, h);
     }
-    for (; o < o1; o++) {
+    for (int64_t o = o0 + R * h; o < o1; o++) {
         row_ref rw = dsv3_cpu_row(W, o);
-        g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld);
+        g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld, 1);
     }
 }
 
@@ -341,7 +348,7 @@ static __attribute__((noinline)) void matmul_direct_split(float *out, int64_t ld
 
 #define F32_FN(R, TT)                                                                                                  \
     static void g##R##TT(const row_ref *rw, const float *x, int64_t n, float *out, int64_t ldo) {                     \
-        tile(R, TT, K_F32, NULL, rw, x, n, n, out, ldo, 0);                                                               \
+        tile(R, TT, K_F32, NULL, rw, x, n, n, out, ldo, 1, 0);                                                               \
     }
 F32_FN(4, 3) F32_FN(4, 2) F32_FN(4, 1) F32_FN(1, 3) F32_FN(1, 2) F32_FN(1, 1)
 typedef void (*f32_fn)(const row_ref *, const float *, int64_t, float *, int64_t);

@@ -264,7 +264,8 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
         tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo, ostr, PF_BYTES);                                      \
     }
 #define DIRECT_SET(KIND, SFX)                                                                                          \
-    DIRECT_FN(2, 1, KIND, d21_##SFX)                                                                                      \
+    DIRECT_FN(2, 1, KIND, d21_##SFX)                                                                                   \
+    DIRECT_FN(4, 1, KIND, d41_##SFX)                                                                                   \
     DIRECT_FN(4, 2, KIND, d42_##SFX)                                                                                      \
     DIRECT_FN(2, 3, KIND, d23_##SFX)                                                                                   \
     DIRECT_FN(1, 1, KIND, d11_##SFX) DIRECT_FN(1, 2, KIND, d12_##SFX) DIRECT_FN(1, 3, KIND, d13_##SFX)
@@ -280,13 +281,16 @@ DIRECT_SET(K_E4M3_DWORD, e4m3d)
 DIRECT_SET(K_BF16_SPLIT, bf16s)
 
 typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t, int64_t);
-/* [kind][T-1]: {multi-row tile, single-row tile} */
-#define DIRECT_ROW(SFX) {{d21_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}}
-static const direct_fn g_direct[10][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16),  DIRECT_ROW(f16),
+/* [kind][slot] (see g_direct_rows): {multi-row tile, single-row tile} */
+#define DIRECT_ROW(SFX) {{d21_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}, {d41_##SFX, d11_##SFX}}
+static const direct_fn g_direct[10][4][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16),  DIRECT_ROW(f16),
                                              DIRECT_ROW(e4m3), DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2),
                                              DIRECT_ROW(gen),  DIRECT_ROW(e4m3c), DIRECT_ROW(e4m3d),
                                              DIRECT_ROW(bf16s)};
-static const int g_direct_rows[3] = {2, 4, 2};
+/* [slot]: slots 0-2 are T = 1-3; slot 3 is T = 1 with rows shorter than SHORT_ROW elements, where 4 rows
+ * per tile spread the per-tile work (reductions, call) over more weights */
+static const int g_direct_rows[4] = {2, 4, 2, 4};
+#define SHORT_ROW 512
 
 
 static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
@@ -297,16 +301,16 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
      * ~75% of the read bandwidth; ~95% with separate runs). One token takes 2 streams, not 4 (4 chains of
      * FMAs still hide their latency; fewer streams read a little faster). A row's result does not depend
      * on its tile. */
-    const int R = g_direct_rows[T - 1];
+    const int slot = T == 1 && W->cols < SHORT_ROW ? 3 : (int)T - 1, R = g_direct_rows[slot];
     const int64_t h = (o1 - o0) / R;
     for (int64_t i = 0; i < h; i++) {
         row_ref rw[4];
         for (int j = 0; j < R; j++) rw[j] = dsv3_cpu_row(W, o0 + j * h + i);
-        g_direct[kind][T - 1][0](W, rw, x, out + (o0 + i - obase), ld, h);
+        g_direct[kind][slot][0](W, rw, x, out + (o0 + i - obase), ld, h);
     }
     for (int64_t o = o0 + R * h; o < o1; o++) {
         row_ref rw = dsv3_cpu_row(W, o);
-        g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld, 1);
+        g_direct[kind][slot][1](W, &rw, x, out + (o - obase), ld, 1);
     }
 }
 

@@ -259,9 +259,24 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
  * measured alike (16 KiB, tuned for adjacent-row tiles on a Xeon, ~5% less). */
 #define PF_BYTES 6144
 
+/* NAME runs nt tiles of R rows x TT tokens: tile i has the rows r0 + i + j*h (j < R) and writes
+ * out[t*ldo + i + j*h]; the loop over tiles is inside, so the per-row setup is an add, not a call. */
 #define DIRECT_FN(R, TT, KIND, NAME)                                                                                  \
-    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo, int64_t ostr) { \
-        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo, ostr, PF_BYTES);                                      \
+    static void NAME(const dsv3_weight *W, const float *x, float *out, int64_t ldo, int64_t r0, int64_t h,            \
+                     int64_t nt) {                                                                                    \
+        const size_t rb = (size_t)W->cols * (KIND == K_F32 ? 4 : KIND == K_BF16 || KIND == K_BF16_SPLIT ||           \
+                                                                   KIND == K_F16 ? 2 : KIND == K_GENERIC ?          \
+                                                                   dsv3_dtype_size(W->dtype) : 1);                   \
+        for (int64_t i = 0; i < nt; i++) {                                                                            \
+            row_ref rw[R];                                                                                            \
+            for (int j = 0; j < R; j++) {                                                                             \
+                const int64_t r = r0 + i + j * h;                                                                     \
+                rw[j].p = (const uint8_t *)W->data + (size_t)r * rb;                                                  \
+                rw[j].srow = W->scale ? W->scale + (r / W->block_r) * W->scale_cols : NULL;                           \
+                rw[j].r = r;                                                                                          \
+            }                                                                                                         \
+            tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out + i, ldo, h, PF_BYTES);                                 \
+        }                                                                                                             \
     }
 #define DIRECT_SET(KIND, SFX)                                                                                          \
     DIRECT_FN(2, 1, KIND, d21_##SFX)                                                                                   \
@@ -280,7 +295,7 @@ DIRECT_SET(K_E4M3_CLEAN, e4m3c)
 DIRECT_SET(K_E4M3_DWORD, e4m3d)
 DIRECT_SET(K_BF16_SPLIT, bf16s)
 
-typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t, int64_t);
+typedef void (*direct_fn)(const dsv3_weight *, const float *, float *, int64_t, int64_t, int64_t, int64_t);
 /* [kind][slot] (see g_direct_rows): {multi-row tile, single-row tile} */
 #define DIRECT_ROW(SFX) {{d21_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}, {d41_##SFX, d11_##SFX}}
 static const direct_fn g_direct[10][4][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16),  DIRECT_ROW(f16),
@@ -303,15 +318,8 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
      * on its tile. */
     const int slot = T == 1 && W->cols < SHORT_ROW ? 3 : (int)T - 1, R = g_direct_rows[slot];
     const int64_t h = (o1 - o0) / R;
-    for (int64_t i = 0; i < h; i++) {
-        row_ref rw[4];
-        for (int j = 0; j < R; j++) rw[j] = dsv3_cpu_row(W, o0 + j * h + i);
-        g_direct[kind][slot][0](W, rw, x, out + (o0 + i - obase), ld, h);
-    }
-    for (int64_t o = o0 + R * h; o < o1; o++) {
-        row_ref rw = dsv3_cpu_row(W, o);
-        g_direct[kind][slot][1](W, &rw, x, out + (o - obase), ld, 1);
-    }
+    g_direct[kind][slot][0](W, x, out + (o0 - obase), ld, o0, h, h);
+    g_direct[kind][slot][1](W, x, out + (o0 + R * h - obase), ld, o0 + R * h, 1, o1 - o0 - R * h);
 }
 
 /* Activations for K_BF16_SPLIT, at most SPLIT_X_MAX floats (on the stack; longer rows take K_BF16): each

@@ -175,13 +175,24 @@ static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float 
         ws->item_of[t] = 0;
     }
     dsv3_kv_cache *caches[1] = {cache};
-    dsv3_mla_forward(m, &mt->block, c->num_hidden_layers, caches, ws->x, n);
-    dsv3_ffn_forward(m, &mt->block, ws->x, n, NULL, NULL);
-    for (int64_t t = 0; t < n; t++) dsv3_rmsnorm(ws->hn + t * H, ws->x + t * H, mt->head_norm, H, eps);
+    int64_t r0 = 0; /* first row that runs the whole block */
+    if (last_only && n > 1) {
+        /* the MTP block is one layer: of the earlier rows only the cache rows are needed (their outputs
+         * feed nothing), so those skip the queries, attention, o_proj and FFN; the last row runs alone
+         * (batch invariance: the same bits as in the full n-row pass) */
+        dsv3_mla_append_kv(m, &mt->block, c->num_hidden_layers, caches, ws->x, n - 1);
+        r0 = n - 1;
+        ws->pos[0] = ws->pos[r0];
+    }
+    float *xr = ws->x + r0 * H;
+    const int64_t nr = n - r0;
+    dsv3_mla_forward(m, &mt->block, c->num_hidden_layers, caches, xr, nr);
+    dsv3_ffn_forward(m, &mt->block, xr, nr, NULL, NULL);
+    for (int64_t t = 0; t < nr; t++) dsv3_rmsnorm(ws->hn + t * H, xr + t * H, mt->head_norm, H, eps);
     if (logits && last_only) {
         /* the draft's head: rows [0, Vd) of lm_head; ids past the draft vocabulary get -inf */
         const int64_t V = c->vocab_size, Vd = m->mtp_draft_vocab ? m->mtp_draft_vocab : V;
-        m->be->matmul_rows(logits, Vd, ws->hn + (n - 1) * H, 1, &m->lm_head, 0, Vd);
+        m->be->matmul_rows(logits, Vd, ws->hn + (nr - 1) * H, 1, &m->lm_head, 0, Vd);
         for (int64_t v = Vd; v < V; v++) logits[v] = -INFINITY;
     } else if (logits) {
         head_logits(m, ws->hn, n, logits, NULL, 0);

@@ -735,6 +735,28 @@ static void normalize_state(float *st, int64_t kvl) {
     for (int64_t j = 0; j < kvl; j++) st[j] *= inv;
 }
 
+/* keys/values of the n rows of ws->hn (attn_norm output): [ĉ ; k̂_R] = kv_a h; cache row =
+ * [kv_a_norm(ĉ) ; RoPE(k̂_R)] (spec §7.10) */
+static void kv_to_cache(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches, int64_t n) {
+    const dsv3_config *c = &m->cfg;
+    dsv3_workspace *ws = &m->ws;
+    const int64_t kvl = c->kv_lora_rank, rd = c->qk_rope_head_dim, row = kvl + rd;
+    m->be->matmul(ws->kv, ws->hn, n, &L->kv_a);
+    for (int64_t t = 0; t < n; t++) {
+        float *dst = kv_cache_row(caches[ws->item_of[t]], cache_layer, ws->pos[t]);
+        const float *src = ws->kv + t * row;
+        dsv3_rmsnorm(dst, src, L->kv_a_norm, kvl, (float)c->rms_norm_eps);
+        rope_apply(dst + kvl, src + kvl, rd, ws->pos[t], m->rope_freqs, m->rope_attn_factor);
+    }
+}
+
+void dsv3_mla_append_kv(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches,
+                        const float *x, int64_t n) {
+    const int64_t H = m->cfg.hidden_size;
+    for (int64_t t = 0; t < n; t++) dsv3_rmsnorm(m->ws.hn + t * H, x + t * H, L->attn_norm, H, (float)m->cfg.rms_norm_eps);
+    kv_to_cache(m, L, cache_layer, caches, n);
+}
+
 void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches, float *x,
                       int64_t n) {
     const dsv3_config *c = &m->cfg;
@@ -756,18 +778,12 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
     } else {
         be->matmul(ws->q, ws->hn, n, &L->q_proj);
     }
-    /* keys/values: [ĉ ; k̂_R] = kv_a h; cache row = [kv_a_norm(ĉ) ; RoPE(k̂_R)] (spec §7.10) */
-    be->matmul(ws->kv, ws->hn, n, &L->kv_a);
-    for (int64_t t = 0; t < n; t++) {
-        float *dst = kv_cache_row(caches[ws->item_of[t]], cache_layer, ws->pos[t]);
-        const float *src = ws->kv + t * row;
-        dsv3_rmsnorm(dst, src, L->kv_a_norm, kvl, eps);
-        rope_apply(dst + kvl, src + kvl, rd, ws->pos[t], m->rope_freqs, m->rope_attn_factor);
+    kv_to_cache(m, L, cache_layer, caches, n);
+    for (int64_t t = 0; t < n; t++)
         for (int64_t h = 0; h < nh; h++) {
             float *qr = ws->q + t * nh * qk + h * qk + nope;
             rope_apply(qr, qr, rd, ws->pos[t], m->rope_freqs, m->rope_attn_factor);
         }
-    }
     /* kv_b_proj: rows [h*(nope+v), +nope) = W_UK_h, next vd rows = W_UV_h; an f32 copy cached at load, or
      * F32 / BF16 data read directly, or decoded per head where it is used (head_rows; weights.c) */
     const float *kvb = L->kv_b_f32 ? L->kv_b_f32 : L->kv_b.dtype == DSV3_F32 ? (const float *)L->kv_b.data : NULL;

@@ -113,6 +113,10 @@ static inline int64_t dsv3_moe_token_scratch(const dsv3_config *c) {
  * items (per-row cache item + position in m->ws.item_of / m->ws.pos). */
 void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches, float *x,
                       int64_t n);
+/* Only the cache rows of dsv3_mla_forward (same bits): for rows whose attention output is not needed
+ * (the MTP layer's earlier rows when only the last row's logits are wanted). x is not changed. */
+void dsv3_mla_append_kv(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches,
+                        const float *x, int64_t n);
 /* FFN sub-block: x += FFN(ffn_norm(x)); for MoE fills route idx/w ([n,K]) when non-NULL. */
 void dsv3_ffn_forward(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n, int32_t *route_idx, float *route_w);
 /* Routes one token: scores from logits[E] -> idx[K] (sorted by id), w[K]. */

@@ -66,3 +66,44 @@ static void mtp_equivalence(const char *set) {
 
 TEST(generate_mtp_greedy_identical_tiny) { mtp_equivalence("tiny"); }
 TEST(generate_mtp_greedy_identical_small) { mtp_equivalence("small"); }
+
+/* dsv3_mtp_forward_last runs only the cache rows of all but the last row: its logits and the cache
+ * it leaves (seen through a later call) are bitwise those of the full dsv3_mtp_forward. */
+static void mtp_last_row_only(const char *set) {
+    dsv3_model *m;
+    dsv3_st_file *ref;
+    int r = fixture_open(set, "reference.safetensors", &m, &ref);
+    if (r > 0) SKIP("fixtures absent");
+    if (r < 0) return;
+    const int64_t H = dsv3_model_config(m)->hidden_size, V = dsv3_model_config(m)->vocab_size;
+    const int32_t prompt[8] = {415, 52, 117, 466, 246, 99, 63, 7};
+    dsv3_kv_cache *kc[2] = {NULL, NULL};
+    dsv3_error err = {0};
+    float *hid = malloc(sizeof(float) * 7 * H), *full = malloc(sizeof(float) * 5 * V), *last = malloc(sizeof(float) * V);
+    CHECK(hid && full && last);
+    for (int k = 0; k < 2 && hid && full && last; k++) {
+        dsv3_batch_item it = {NULL, prompt, 7};
+        dsv3_forward_out out = {.final_hidden = hid};
+        CHECK_MSG(dsv3_kv_cache_new(m, 16, &kc[k], &err) == DSV3_OK, "%s", err.msg);
+        it.cache = kc[k];
+        CHECK_MSG(kc[k] && dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK, "%s", err.msg);
+    }
+    if (!test_failed_now()) {
+        /* rows (h_i, t_{i+1}): 5 rows, then 2 more */
+        CHECK(dsv3_mtp_forward(m, kc[0], hid, prompt + 1, 5, full, &err) == DSV3_OK);
+        CHECK(dsv3_mtp_forward_last(m, kc[1], hid, prompt + 1, 5, last, &err) == DSV3_OK);
+        CHECK_MSG(!memcmp(full + 4 * V, last, sizeof(float) * V), "%s: last-row MTP logits differ", set);
+        CHECK(dsv3_kv_cache_mtp_len(kc[0]) == 5 && dsv3_kv_cache_mtp_len(kc[1]) == 5);
+        CHECK(dsv3_mtp_forward(m, kc[0], hid + 5 * H, prompt + 6, 2, full, &err) == DSV3_OK);
+        CHECK(dsv3_mtp_forward_last(m, kc[1], hid + 5 * H, prompt + 6, 2, last, &err) == DSV3_OK);
+        CHECK_MSG(!memcmp(full + V, last, sizeof(float) * V), "%s: MTP logits after last-row calls differ", set);
+    }
+    free(hid); free(full); free(last);
+    dsv3_kv_cache_free(kc[0]);
+    dsv3_kv_cache_free(kc[1]);
+    dsv3_model_free(m);
+    dsv3_st_close(ref);
+}
+
+TEST(generate_mtp_last_row_only_tiny) { mtp_last_row_only("tiny"); }
+TEST(generate_mtp_last_row_only_small) { mtp_last_row_only("small"); }

@@ -8,11 +8,15 @@
  * each smaller N of the list, truncates the cache back to N tokens and times
  * --gen decode steps from there (the first N cache rows are exactly a prefill
  * of N tokens). Also measures the machine's read bandwidth with the
- * bench_membw kernel (bench/membw.h) and the weight bytes one decode step
- * reads, and prints decode tok/s, ms/token, effective GB/s and the share of
- * the measured bandwidth per context (medians over the repeats), prefill
- * tok/s, load time, peak RSS (VmHWM) and the thread count: a human-readable
- * block, then one JSON line. --prompt N is the old name of --ctx N. */
+ * bench_membw kernel (bench/membw.h), interleaved with the decode runs: two
+ * passes over its buffer right after every timed decode run, so that each
+ * decode speed is compared with the bandwidth of the same moment (on shared
+ * machines the bandwidth moves by 2x within minutes), and the weight bytes one
+ * decode step reads; prints decode tok/s, ms/token, effective GB/s and the
+ * share of the bandwidth per context (medians over the repeats of decode speed
+ * and of the per-run share), prefill tok/s, load time, peak RSS (VmHWM, less
+ * the bandwidth buffer) and the thread count: a human-readable block, then one
+ * JSON line. --prompt N is the old name of --ctx N. */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -158,8 +162,20 @@ int main(int argc, char **argv) {
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)n_prompt), *gen = malloc(sizeof(int32_t) * (size_t)(n_gen + 1));
     float *logits = malloc(sizeof(float) * (size_t)V);
     uint8_t *mask = calloc((size_t)n_prompt, 1);
-    double *pf = malloc(sizeof(double) * (size_t)repeat), *dec = malloc(sizeof(double) * (size_t)(repeat * n_ctx));
-    if (!prompt || !gen || !logits || !mask || !pf || !dec) { fprintf(stderr, "bench_decode: out of memory\n"); return 1; }
+    double *pf = malloc(sizeof(double) * (size_t)repeat), *dec = malloc(sizeof(double) * (size_t)(repeat * n_ctx)),
+           *bwr = malloc(sizeof(double) * (size_t)(repeat * n_ctx)), *share = malloc(sizeof(double) * (size_t)(repeat * n_ctx));
+    if (!prompt || !gen || !logits || !mask || !pf || !dec || !bwr || !share) {
+        fprintf(stderr, "bench_decode: out of memory\n");
+        return 1;
+    }
+    /* the bandwidth buffer, allocated and touched once (its pages are left out of the peak RSS) */
+    membw_buf bwb = {0};
+    double bw_sum = 0;
+    if (membw_mib > 0 && membw_buf_init(&bwb, (uint64_t)membw_mib << 20, nthreads)) {
+        fprintf(stderr, "bench_decode: no memory for the bandwidth measurement; skipped\n");
+        memset(&bwb, 0, sizeof bwb);
+    }
+    if (bwb.buf) (void)membw_pass(&bwb, &bw_sum); /* warm-up */
     uint64_t rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)seed;
     for (long i = 0; i < n_prompt; i++) prompt[i] = (int32_t)(dsv3_rand_uniform(&rng) * (double)V) % (int32_t)V;
     mask[n_prompt - 1] = 1;
@@ -195,6 +211,11 @@ int main(int argc, char **argv) {
             }
             double d = dsv3_now_s();
             dec[ci * repeat + r] = n_gen > 0 ? n_gen / (d - b) : 0;
+            if (bwb.buf) { /* the bandwidth of this moment: best of two passes */
+                double g0 = membw_pass(&bwb, &bw_sum), g1 = membw_pass(&bwb, &bw_sum);
+                bwr[ci * repeat + r] = g0 > g1 ? g0 : g1;
+                share[ci * repeat + r] = wbytes * dec[ci * repeat + r] / 1e9 / bwr[ci * repeat + r];
+            }
             uint64_t h = 1469598103934665603ull; /* FNV-1a of the generated ids: equal across repeats */
             for (long i = 0; i <= n_gen; i++) h = (h ^ (uint32_t)gen[i]) * 1099511628211ull;
             if (r > 0 && h != checksum[ci])
@@ -204,10 +225,15 @@ int main(int argc, char **argv) {
         }
         dsv3_kv_cache_free(kc);
     }
-    double rss = peak_rss_mib(); /* before the bandwidth buffer */
-    membw_result bw = {0};
-    if (!rc && membw_mib > 0 && membw_measure((uint64_t)membw_mib << 20, 5, nthreads, &bw))
-        fprintf(stderr, "bench_decode: no memory for the bandwidth measurement; skipped\n");
+    /* the buffer stays resident from its first touch on: the peak without it is the peak less its size */
+    double rss = peak_rss_mib() - (bwb.buf ? (double)membw_buf_bytes(&bwb) / 1048576.0 : 0);
+    const int have_bw = bwb.buf != NULL;
+    double bw_med = 0, bw_best = 0, share_med[MAX_CTX] = {0};
+    if (have_bw && !rc) {
+        for (long k = 0; k < repeat * n_ctx; k++) bw_best = bwr[k] > bw_best ? bwr[k] : bw_best;
+        for (int ci = 0; ci < n_ctx; ci++) share_med[ci] = dsv3_median(share + ci * repeat, (int)repeat);
+        bw_med = dsv3_median(bwr, (int)(repeat * n_ctx)); /* sorts: after the best */
+    }
     if (rc) {
         fprintf(stderr, "bench_decode: %s\n", err.msg);
     } else {
@@ -222,14 +248,15 @@ int main(int argc, char **argv) {
         printf("prefill        %ld tokens: %.1f tok/s (median of %ld)\n", n_prompt, pf_med, repeat);
         printf("weights/token  %.1f MB read per decoded token (dense + attention + lm_head + K/E of the experts)\n",
                wbytes / 1e6);
-        if (bw.bytes)
-            printf("memory read bw %.2f GB/s best, %.2f median (%.0f MiB buffer, %s, %d threads)\n", bw.best_gb_s,
-                   bw.median_gb_s, bw.bytes / 1048576.0, bw.isa, bw.threads);
+        if (have_bw)
+            printf("memory read bw %.2f GB/s median, %.2f best of %ld measurements between the decode runs "
+                   "(%.0f MiB buffer, %s, %d threads)\n",
+                   bw_med, bw_best, repeat * n_ctx, membw_buf_bytes(&bwb) / 1048576.0, membw_isa(), bwb.threads);
         for (int ci = 0; ci < n_ctx; ci++) {
             double gbs = wbytes * dec_med[ci] / 1e9, kv = kv_row_bytes * (double)ctx[ci];
             printf("decode @%-6ld %ld tokens: %.2f tok/s, %.2f ms/token; %.2f GB/s of weights", ctx[ci], n_gen,
                    dec_med[ci], dec_med[ci] > 0 ? 1000.0 / dec_med[ci] : 0, gbs);
-            if (bw.bytes) printf(" = %.1f%% of measured bw", 100.0 * gbs / bw.best_gb_s);
+            if (have_bw) printf(" = %.1f%% of the bw measured after each run (median)", 100.0 * share_med[ci]);
             printf(" (+ %.1f MB KV cache/token: %.2f GB/s)\n", kv / 1e6, (wbytes + kv) * dec_med[ci] / 1e9);
         }
         printf("peak RSS       %.1f MiB\n", rss);
@@ -239,17 +266,16 @@ int main(int argc, char **argv) {
         json_str(stdout, model_dir);
         printf("\",\"fp8\":%s,\"threads\":%d,\"prompt\":%ld,\"gen\":%ld,\"repeat\":%ld,\"load_s\":%.4f,"
                "\"prefill_tok_s\":%.3f,\"decode_tok_s\":%.4f,\"decode_ms_per_tok\":%.4f,\"weight_bytes_per_tok\":%.0f,"
-               "\"membw_gb_s\":%.3f,\"membw_median_gb_s\":%.3f,\"decode_gb_s\":%.3f,\"decode_pct_membw\":%.2f,\"by_ctx\":[",
+               "\"membw_gb_s\":%.3f,\"membw_best_gb_s\":%.3f,\"decode_gb_s\":%.3f,\"decode_pct_membw\":%.2f,\"by_ctx\":[",
                c->fp8 ? "true" : "false", nthreads, n_prompt, n_gen, repeat, load_s, pf_med, dec_med[L],
-               dec_med[L] > 0 ? 1000.0 / dec_med[L] : 0, wbytes, bw.best_gb_s, bw.median_gb_s, gbs_l,
-               bw.bytes ? 100.0 * gbs_l / bw.best_gb_s : 0.0);
+               dec_med[L] > 0 ? 1000.0 / dec_med[L] : 0, wbytes, bw_med, bw_best, gbs_l, 100.0 * share_med[L]);
         for (int ci = 0; ci < n_ctx; ci++) {
             double gbs = wbytes * dec_med[ci] / 1e9, kv = kv_row_bytes * (double)ctx[ci];
             printf("%s{\"ctx\":%ld,\"decode_tok_s\":%.4f,\"decode_ms_per_tok\":%.4f,\"decode_gb_s\":%.3f,"
                    "\"decode_pct_membw\":%.2f,\"kv_bytes_per_tok\":%.0f,\"decode_gb_s_incl_kv\":%.3f,"
                    "\"tokens_hash\":\"%016llx\"}",
                    ci ? "," : "", ctx[ci], dec_med[ci], dec_med[ci] > 0 ? 1000.0 / dec_med[ci] : 0, gbs,
-                   bw.bytes ? 100.0 * gbs / bw.best_gb_s : 0.0, kv, (wbytes + kv) * dec_med[ci] / 1e9,
+                   100.0 * share_med[ci], kv, (wbytes + kv) * dec_med[ci] / 1e9,
                    (unsigned long long)checksum[ci]);
         }
         printf("],\"peak_rss_mib\":%.1f,\"tokens_hash\":\"%016llx\"}\n", rss, (unsigned long long)checksum[L]);
@@ -260,6 +286,9 @@ int main(int argc, char **argv) {
     free(mask);
     free(pf);
     free(dec);
+    free(bwr);
+    free(share);
+    membw_buf_free(&bwb);
     dsv3_model_free(m);
     return rc;
 }

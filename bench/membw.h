@@ -66,46 +66,74 @@ static inline double membw_sum(const float *p, size_t n) {
 #endif
 }
 
-/* Measures read bandwidth over a buffer of `bytes` (rounded down to 4 KiB,
- * at least 64 KiB) with `threads` threads (0 = OpenMP default) and `runs`
- * timed runs after one untimed warm-up read. Returns 0, or -1 when out of memory. */
-static int membw_measure(uint64_t bytes, int runs, int threads, membw_result *r) {
-    memset(r, 0, sizeof *r);
-    if (runs < 1) runs = 1;
+/* A first-touched read buffer (pages local to the threads that later read it). */
+typedef struct {
+    float *buf;
+    size_t nchunks; /* 64 KiB scheduling units */
+    int threads;
+} membw_buf;
+
+#define MEMBW_CHUNK 16384 /* floats per scheduling unit: 64 KiB, a multiple of 64 */
+
+/* Allocates and first-touches `bytes` (rounded down to 64 KiB, at least 64 KiB) for `threads`
+ * threads (0 = OpenMP default). Returns 0, or -1 when out of memory. */
+static inline int membw_buf_init(membw_buf *b, uint64_t bytes, int threads) {
+    memset(b, 0, sizeof *b);
     if (threads <= 0) threads = omp_get_max_threads();
-    bytes &= ~(uint64_t)4095;
-    if (bytes < (64u << 10)) bytes = 64u << 10;
-    const size_t n = (size_t)(bytes / sizeof(float));
-    float *buf = aligned_alloc(4096, (size_t)bytes);
-    double *gbs = malloc(sizeof(double) * (size_t)runs);
-    if (!buf || !gbs) {
-        free(buf);
-        free(gbs);
-        return -1;
-    }
-    const size_t chunk = 16384; /* floats per scheduling unit: 64 KiB, a multiple of 64 */
-    const size_t nchunks = n / chunk, tail = nchunks * chunk;
+    const size_t chunk = MEMBW_CHUNK;
+    size_t nchunks = (size_t)(bytes / (chunk * sizeof(float)));
+    if (nchunks < 1) nchunks = 1;
+    float *buf = aligned_alloc(4096, nchunks * chunk * sizeof(float));
+    if (!buf) return -1;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (size_t c = 0; c < nchunks; c++)
         for (size_t i = c * chunk; i < (c + 1) * chunk; i++) buf[i] = (float)(i & 1023) * 0x1p-10f;
-    for (size_t i = tail; i < n; i++) buf[i] = 0.0f;
-    double sum = 0;
-    for (int k = -1; k < runs; k++) {
-        double s = 0, t0 = dsv3_now_s();
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : s)
-        for (size_t c = 0; c < nchunks; c++) s += membw_sum(buf + c * chunk, chunk);
-        double dt = dsv3_now_s() - t0;
-        if (k >= 0) gbs[k] = (double)tail * sizeof(float) / 1e9 / dt;
-        sum = s;
+    b->buf = buf;
+    b->nchunks = nchunks;
+    b->threads = threads;
+    return 0;
+}
+
+static inline uint64_t membw_buf_bytes(const membw_buf *b) { return (uint64_t)b->nchunks * MEMBW_CHUNK * sizeof(float); }
+
+/* One timed read of the whole buffer (fork to join); returns GB/s = bytes / 1e9 / s and the sum in *sum. */
+static inline double membw_pass(const membw_buf *b, double *sum) {
+    double s = 0, t0 = dsv3_now_s();
+#pragma omp parallel for schedule(static) num_threads(b->threads) reduction(+ : s)
+    for (size_t c = 0; c < b->nchunks; c++) s += membw_sum(b->buf + c * MEMBW_CHUNK, MEMBW_CHUNK);
+    double dt = dsv3_now_s() - t0;
+    *sum = s;
+    return (double)membw_buf_bytes(b) / 1e9 / dt;
+}
+
+static inline void membw_buf_free(membw_buf *b) {
+    free(b->buf);
+    memset(b, 0, sizeof *b);
+}
+
+/* Measures read bandwidth over a buffer of `bytes` (see membw_buf_init) with `threads` threads
+ * (0 = OpenMP default) and `runs` timed runs after one untimed warm-up read. Returns 0, or -1
+ * when out of memory. */
+static inline int membw_measure(uint64_t bytes, int runs, int threads, membw_result *r) {
+    memset(r, 0, sizeof *r);
+    if (runs < 1) runs = 1;
+    membw_buf b;
+    double *gbs = malloc(sizeof(double) * (size_t)runs);
+    if (!gbs || membw_buf_init(&b, bytes, threads)) {
+        free(gbs);
+        return -1;
     }
+    double sum = 0;
+    (void)membw_pass(&b, &sum); /* warm-up */
+    for (int k = 0; k < runs; k++) gbs[k] = membw_pass(&b, &sum);
     r->median_gb_s = dsv3_median(gbs, runs); /* sorts */
     r->best_gb_s = gbs[runs - 1];
-    r->bytes = (uint64_t)tail * sizeof(float);
+    r->bytes = membw_buf_bytes(&b);
     r->runs = runs;
-    r->threads = threads;
+    r->threads = b.threads;
     r->isa = membw_isa();
     r->checksum = sum;
-    free(buf);
+    membw_buf_free(&b);
     free(gbs);
     return 0;
 }

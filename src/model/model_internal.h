@@ -103,11 +103,16 @@ static inline int64_t dsv3_moe_width(const dsv3_config *c) {
     const int64_t I = c->moe_intermediate_size, Is = c->n_shared_experts * c->moe_intermediate_size;
     return Is > I ? Is : I;
 }
-/* Scratch of the one-token MoE path: per chosen expert (+ the shared one) gate and up outputs
- * (dsv3_moe_width) and the down output (hidden). */
+/* Tokens up to which a forward's MoE runs the few-token path (moe.c: decode, MTP verification,
+ * small continuous batches), beyond which every expert runs one GEMM over its tokens. */
+#define DSV3_MOE_FEW_MAX 3
+#define DSV3_MOE_FEW_MAX_K 64 /* and up to this many routed experts per token (its bookkeeping is on the stack) */
+/* Scratch of the few-token MoE path: per (active expert, token) slot, up to DSV3_MOE_FEW_MAX tokens
+ * x (K routed + the shared one), the gathered input and the down output (hidden each) and the gate
+ * and up outputs (dsv3_moe_width each), + 2 ints of bookkeeping per slot. */
 static inline int64_t dsv3_moe_token_scratch(const dsv3_config *c) {
     int64_t K = c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1;
-    return (K + 1) * (2 * dsv3_moe_width(c) + c->hidden_size);
+    return DSV3_MOE_FEW_MAX * (K + 1) * (2 * dsv3_moe_width(c) + 2 * c->hidden_size + 2);
 }
 /* Attention sub-block: x[n, hidden] += MLA(attn_norm(x)); rows belong to
  * items (per-row cache item + position in m->ws.item_of / m->ws.pos). */

@@ -111,27 +111,52 @@ static void moe_tokens(dsv3_model *m, const dsv3_layer *L, int64_t n) {
     }
 }
 
-#define MOE_ROWS 128 /* rows per work unit of the one-token path (the amx kernel sets up per call: 32 was ~5% slower) */
+#define MOE_ROWS 128 /* rows per work unit of the few-token path (the amx kernel sets up per call: 32 was ~5% slower) */
 
-/* One token (decode): the whole MoE block in one parallel region instead of one per matmul: the gate
- * and up rows of every chosen expert and the shared one as one row-split work list, SwiGLU, the down
- * rows likewise, then the combine, and x += y. A matmul row's result does not depend on how rows are
- * split (ops.h), and the combine is moe_tokens' fmaf sequence per element, so the bits are the same. */
-static void moe_one_token(dsv3_model *m, const dsv3_layer *L, float *x) {
+/* Few tokens (n <= DSV3_MOE_FEW_MAX: decode, MTP verification, small batches): the whole MoE block in
+ * one parallel region instead of one per matmul. The active experts are the shared one (all n tokens)
+ * and the union of the routed ones by id, each with its tokens (gathered, ascending); the gate and up
+ * rows of all of them form one row-split work list, each unit one matmul over the expert's tokens;
+ * then SwiGLU, the down rows likewise, then per token the combine of moe_tokens (shared output, then
+ * y = fmaf(g, o, y) over its experts by ascending id) and x += y. A matmul row's result depends
+ * neither on the row split nor on the other tokens (ops.h), so the bits are those of moe_tokens. */
+static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n) {
     const dsv3_config *c = &m->cfg;
     dsv3_workspace *ws = &m->ws;
     const dsv3_backend *be = m->be;
     const int64_t H = c->hidden_size, K = c->num_experts_per_tok, shared = c->n_shared_experts > 0,
-                  I = dsv3_moe_width(c);
-    const int64_t A = K + shared; /* active experts: the shared one first, then the routed ones by id */
-    const dsv3_ffn *f[A];
-    float g[A];
-    for (int64_t a = 0; a < A; a++) {
-        const int64_t k = a - shared;
-        f[a] = k < 0 ? &L->shared : &L->experts[ws->route_idx[k]];
-        g[a] = k < 0 ? 1.0f : ws->route_w[k];
+                  I = dsv3_moe_width(c), SMAX = DSV3_MOE_FEW_MAX * (K + 1);
+    /* active experts: the shared one first, then the routed ones by ascending id */
+    const dsv3_ffn *f[SMAX];
+    int64_t cnt[SMAX], slot0[SMAX], goff[SMAX]; /* tokens, first slot, offset in ga/ub of each */
+    int64_t A = 0, S = 0, G = 0;
+    float *in = ws->moe_a, *out = in + SMAX * H, *ga = out + SMAX * H, *ub = ga + SMAX * I; /* [slot][H], [H], [I], [I] */
+    int32_t *slot_tok = (int32_t *)(ub + SMAX * I), *tok_slot = slot_tok + SMAX; /* [slot], [t][1 + K] */
+    if (shared) {
+        f[A] = &L->shared, cnt[A] = n, slot0[A] = S, goff[A] = G;
+        for (int64_t t = 0; t < n; t++, S++) slot_tok[S] = (int32_t)t, tok_slot[t * (K + 1)] = (int32_t)S;
+        G += n * L->shared.gate.rows;
+        A++;
     }
-    float *ga = ws->moe_a, *ub = ga + A * I, *out = ub + A * I; /* [A][I], [A][I], [A][H] */
+    for (int32_t prev = -1;;) { /* next larger routed id chosen by any token */
+        int32_t e = -1;
+        for (int64_t i = 0; i < n * K; i++)
+            if (ws->route_idx[i] > prev && (e < 0 || ws->route_idx[i] < e)) e = ws->route_idx[i];
+        if (e < 0) break;
+        f[A] = &L->experts[e], cnt[A] = 0, slot0[A] = S, goff[A] = G;
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t k = 0; k < K; k++)
+                if (ws->route_idx[t * K + k] == e) slot_tok[S] = (int32_t)t, tok_slot[t * (K + 1) + 1 + k] = (int32_t)S++, cnt[A]++;
+        G += cnt[A] * f[A]->gate.rows;
+        A++;
+        prev = e;
+    }
+    const float *xin[SMAX]; /* an expert's input rows: all n tokens are ws->hn itself, others gathered */
+    for (int64_t a = 0; a < A; a++) {
+        xin[a] = cnt[a] == n ? ws->hn : in + slot0[a] * H;
+        if (cnt[a] < n)
+            for (int64_t s = slot0[a]; s < slot0[a] + cnt[a]; s++) memcpy(in + s * H, ws->hn + slot_tok[s] * H, sizeof(float) * H);
+    }
     int64_t up_units = 0, down_units = (H + MOE_ROWS - 1) / MOE_ROWS;
     for (int64_t a = 0; a < A; a++) {
         const int64_t u = (f[a]->gate.rows + MOE_ROWS - 1) / MOE_ROWS;
@@ -146,24 +171,26 @@ static void moe_one_token(dsv3_model *m, const dsv3_layer *L, float *x) {
             const dsv3_weight *W = which ? &f[a]->up : &f[a]->gate;
             if (r0 < W->rows) {
                 const int64_t r1 = r0 + MOE_ROWS < W->rows ? r0 + MOE_ROWS : W->rows;
-                be->matmul_rows((which ? ub : ga) + a * I + r0, W->rows, ws->hn, 1, W, r0, r1);
+                be->matmul_rows((which ? ub : ga) + goff[a] + r0, W->rows, xin[a], cnt[a], W, r0, r1);
             }
         }
 #pragma omp for schedule(static)
-        for (int64_t a = 0; a < A; a++)
-            for (int64_t i = 0; i < f[a]->gate.rows; i++) ga[a * I + i] = dsv3_silu(ga[a * I + i]) * ub[a * I + i];
+        for (int64_t i = 0; i < G; i++) ga[i] = dsv3_silu(ga[i]) * ub[i];
 #pragma omp for schedule(static)
-        for (int64_t it = 0; it < A * down_units; it++) {
+        for (int64_t it = 0; it < A * down_units; it++) { /* down input: the expert's [cnt][its width] block */
             const int64_t a = it / down_units, r0 = (it % down_units) * MOE_ROWS, r1 = r0 + MOE_ROWS < H ? r0 + MOE_ROWS : H;
-            be->matmul_rows(out + a * H + r0, H, ga + a * I, 1, &f[a]->down, r0, r1);
+            be->matmul_rows(out + slot0[a] * H + r0, H, ga + goff[a], cnt[a], &f[a]->down, r0, r1);
         }
 #pragma omp for schedule(static)
-        for (int64_t j0 = 0; j0 < H; j0 += MOE_ROWS) {
-            const int64_t j1 = j0 + MOE_ROWS < H ? j0 + MOE_ROWS : H;
+        for (int64_t tj = 0; tj < n * down_units; tj++) {
+            const int64_t t = tj / down_units, j0 = (tj % down_units) * MOE_ROWS, j1 = j0 + MOE_ROWS < H ? j0 + MOE_ROWS : H;
+            const int32_t *ts = tok_slot + t * (K + 1);
+            const float *gw = ws->route_w + t * K;
+            float *xt = x + t * H;
             for (int64_t j = j0; j < j1; j++) {
-                float y = shared ? out[j] : 0.0f;
-                for (int64_t a = shared; a < A; a++) y = fmaf(g[a], out[a * H + j], y);
-                x[j] += y;
+                float y = shared ? out[ts[0] * H + j] : 0.0f;
+                for (int64_t k = 0; k < K; k++) y = fmaf(gw[k], out[ts[1 + k] * H + j], y);
+                xt[j] += y;
             }
         }
     }
@@ -192,8 +219,8 @@ void dsv3_ffn_forward(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n, i
         dsv3_route_token(c, ws->router_logits + t * E, L->router_bias, ws->route_idx + t * K, ws->route_w + t * K,
                          scratch);
     }
-    if (n == 1) {
-        moe_one_token(m, L, x);
+    if (n <= DSV3_MOE_FEW_MAX && K <= DSV3_MOE_FEW_MAX_K) {
+        moe_few_tokens(m, L, x, n);
     } else {
         moe_tokens(m, L, n);
         for (int64_t i = 0; i < n * H; i++) x[i] += ws->proj[i];

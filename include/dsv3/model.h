@@ -23,6 +23,10 @@ int dsv3_model_has_mtp(const dsv3_model *m);
  * frequency-ranked draft vocabularies). Verification is unchanged: greedy output stays
  * identical and sampled output keeps its distribution; only the acceptance rate moves. */
 void dsv3_model_set_mtp_draft_vocab(dsv3_model *m, int64_t n);
+/* Tokens per block of the expert-parallel MoE of a prefill (each thread runs whole experts over a
+ * block's tokens; the block's scratch is bounded by a budget, see src/model/model_internal.h):
+ * at most n (0 = as many as the budget allows). Results do not depend on it (the same bits). */
+void dsv3_model_set_moe_block(dsv3_model *m, int64_t n);
 /* Number of MoE layers in the main model. */
 int64_t dsv3_model_n_moe_layers(const dsv3_model *m);
 

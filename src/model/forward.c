@@ -42,7 +42,18 @@ dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_erro
         n_tok * K, n_tok * K,                  /* route idx / w */
         n_tok * K, n_tok * K,                  /* tok list / w */
         n_tok, n_tok,                          /* pos, item_of */
+        0,                                     /* moe_par: set below */
     };
+    /* expert-parallel MoE: a token block within the budget (moe.c) */
+    int64_t par_block = 0;
+    if (c->n_routed_experts > 0 && n_tok > DSV3_MOE_FEW_MAX && nthreads > 1) {
+        par_block = DSV3_MOE_PAR_BUDGET / dsv3_moe_par_per_token(c, nthreads);
+        if (par_block > n_tok) par_block = n_tok;
+        if (par_block < n_tok && par_block < DSV3_MOE_PAR_MIN_BLOCK) par_block = 0;
+        if (m->moe_block_max > 0 && par_block > m->moe_block_max) par_block = m->moe_block_max;
+    }
+    sizes[sizeof sizes / sizeof sizes[0] - 1] =
+        par_block ? par_block * dsv3_moe_par_per_token(c, nthreads) + 2 * (c->n_routed_experts + 1) : 0;
     int nsz = (int)(sizeof sizes / sizeof sizes[0]);
     unsigned long long total = 0;
     for (int i = 0; i < nsz; i++)
@@ -55,16 +66,22 @@ dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_erro
     float **ptrs[] = {&ws->x, &ws->hn, &ws->qa, &ws->q, &ws->kv, &ws->attn, &ws->proj, &ws->ffn_a, &ws->ffn_b,
                       &ws->router_logits, &ws->kvb, &ws->head_scratch, &ws->moe_in, &ws->moe_out, &ws->moe_a, &ws->mla_tok,
                       (float **)&ws->route_idx, &ws->route_w, (float **)&ws->tok_list, &ws->tok_w,
-                      (float **)&ws->pos, (float **)&ws->item_of};
+                      (float **)&ws->pos, (float **)&ws->item_of, &ws->moe_par};
     float *p = base;
     for (int i = 0; i < nsz; i++) {
         *ptrs[i] = p;
         p += sizes[i] + 16; /* keep 64-byte spacing between regions */
     }
     ws->n_tok = n_tok;
+    ws->moe_par_tok = par_block;
     ws->ctx = ctx;
     ws->nthreads = nthreads;
     return DSV3_OK;
+}
+
+void dsv3_model_set_moe_block(dsv3_model *m, int64_t n) {
+    m->moe_block_max = n > 0 ? n : 0;
+    dsv3_ws_free(&m->ws); /* re-sized at the next forward */
 }
 
 void dsv3_embed_rows(const dsv3_model *m, const int32_t *tokens, int64_t n, float *x) {

@@ -43,6 +43,8 @@ typedef struct {
     float *head_scratch;                 /* per thread: dsv3_mla_scratch_per_thread(cfg) floats */
     float *moe_in, *moe_out;
     float *moe_a;                        /* dsv3_moe_token_scratch(cfg) floats */
+    float *moe_par;                      /* moe_par_tok x dsv3_moe_par_per_token + 2 (E + 1) floats */
+    int64_t moe_par_tok;                 /* token block of the expert-parallel MoE path (0: not used) */
     float *mla_tok;                      /* [2][DSV3_MLA_TOKEN_BLOCK][heads][kv_lora_rank + 2] */
     int32_t *route_idx;                  /* [n_tok, K] */
     float *route_w;                      /* [n_tok, K] */
@@ -66,6 +68,7 @@ struct dsv3_model {
     dsv3_layer *layers;
     int has_mtp;                         /* n_mtp > 0 */
     int64_t mtp_draft_vocab;             /* dsv3_mtp_forward_last logits: ids [0, this); 0 = all */
+    int64_t moe_block_max;               /* cap of ws.moe_par_tok (dsv3_model_set_moe_block); 0 = none */
     int n_mtp;                           /* MTP modules (depths) loaded; inference drafts with mtp[0] */
     dsv3_mtp_module mtp[DSV3_MAX_MTP];
     float *rope_freqs;                   /* [rope_dim/2] YaRN-corrected */
@@ -92,6 +95,17 @@ void dsv3_embed_rows(const dsv3_model *m, const int32_t *tokens, int64_t n, floa
 #define DSV3_MLA_SPLIT_WINDOW 64
 /* Tokens per block of the MLA item schedule (absorbed queries and outputs of a block are batched). */
 #define DSV3_MLA_TOKEN_BLOCK 32
+/* Scratch of the expert-parallel MoE path (moe.c), per token of a block of tokens: the routed outputs,
+ * one row per chosen expert (K x hidden), and per thread the gathered inputs (hidden) and gate/up
+ * outputs (moe_intermediate x 2) of an expert's tokens, + 2 ints per (token, expert) of bookkeeping;
+ * + 2 ints per expert. The block is as many tokens as DSV3_MOE_PAR_BUDGET floats hold (at least
+ * DSV3_MOE_PAR_MIN_BLOCK or all of them; otherwise the per-expert path runs). */
+#define DSV3_MOE_PAR_BUDGET ((int64_t)16 << 20) /* floats: 64 MiB */
+#define DSV3_MOE_PAR_MIN_BLOCK 256
+static inline int64_t dsv3_moe_par_per_token(const dsv3_config *c, int64_t nthreads) {
+    const int64_t K = c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1;
+    return K * (c->hidden_size + 2) + nthreads * (c->hidden_size + 2 * c->moe_intermediate_size);
+}
 /* Per-thread MLA scratch (independent of the context length): q~ [G][kvl+rope], chunk scores [G][chunk],
  * and [G][kvl+2] chunk results / folded states: 2 for the item schedule, window + 1 for the split one. */
 static inline int64_t dsv3_mla_scratch_per_thread(const dsv3_config *c) {

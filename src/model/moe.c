@@ -111,6 +111,74 @@ static void moe_tokens(dsv3_model *m, const dsv3_layer *L, int64_t n) {
     }
 }
 
+/* Many tokens, experts in parallel (prefill): where moe_tokens forks the threads for every matmul of
+ * every expert (3 x E regions per layer, the gathers and SwiGLU between them on one thread), here each
+ * thread runs whole experts (gather, gate, up, SwiGLU, down; most tokens first, dynamic) into one
+ * output row per (token, chosen expert), then the combine of moe_tokens per token (shared output, then
+ * y = fmaf(g, o, y) over its experts by ascending id) and x += y; in blocks of ws->moe_par_tok tokens
+ * (the scratch budget). The matmuls are the same calls on the same rows (a row's result depends neither
+ * on the thread, nor on the row split, nor on the other tokens), so the bits are those of moe_tokens.
+ * The shared expert runs first, row-parallel over all tokens, into ws->proj. */
+static void moe_tokens_parallel(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n) {
+    const dsv3_config *c = &m->cfg;
+    dsv3_workspace *ws = &m->ws;
+    const dsv3_backend *be = m->be;
+    const int64_t H = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok,
+                  I = c->moe_intermediate_size, shared = c->n_shared_experts > 0, NB = ws->moe_par_tok;
+    if (shared) swiglu(m, &L->shared, ws->hn, n, ws->proj);
+    /* [NB*K][H] routed outputs (expert e owns rows [off[e], off[e+1])), per thread [NB][H] + [NB][I] x 2 */
+    float *out = ws->moe_par, *thr = out + NB * K * H;
+    int32_t *row_tok = (int32_t *)(thr + (int64_t)ws->nthreads * NB * (H + 2 * I)), *tk_row = row_tok + NB * K;
+    int32_t *off = tk_row + NB * K, *order = off + E + 1; /* [E+1], [E] */
+    for (int64_t b0 = 0; b0 < n; b0 += NB) {
+        const int64_t nb = n - b0 < NB ? n - b0 : NB;
+        const int32_t *ridx = ws->route_idx + b0 * K;
+        memset(off, 0, sizeof(int32_t) * (size_t)(E + 1));
+        for (int64_t i = 0; i < nb * K; i++) off[ridx[i] + 1]++;
+        for (int64_t e = 0; e < E; e++) off[e + 1] += off[e];
+        for (int64_t e = 0; e < E; e++) order[e] = off[e]; /* fill cursors here, the schedule below */
+        for (int64_t t = 0; t < nb; t++) /* tokens ascending within an expert, as moe_tokens gathers them */
+            for (int64_t k = 0; k < K; k++) {
+                const int32_t e = ridx[t * K + k], r = order[e]++;
+                row_tok[r] = (int32_t)(b0 + t);
+                tk_row[t * K + k] = r;
+            }
+        int64_t na = 0; /* experts with tokens, most tokens first (ties: lower id first) */
+        for (int64_t e = 0; e < E; e++) {
+            const int32_t ne = off[e + 1] - off[e];
+            if (!ne) continue;
+            int64_t j = na++;
+            while (j > 0 && off[order[j - 1] + 1] - off[order[j - 1]] < ne) { order[j] = order[j - 1]; j--; }
+            order[j] = (int32_t)e;
+        }
+#pragma omp parallel
+        {
+            float *in = thr + (int64_t)omp_get_thread_num() * NB * (H + 2 * I), *ga = in + NB * H, *ub = ga + NB * I;
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t q = 0; q < na; q++) {
+                const int64_t e = order[q], r0 = off[e], cnt = off[e + 1] - r0;
+                const dsv3_ffn *f = &L->experts[e];
+                for (int64_t i = 0; i < cnt; i++) memcpy(in + i * H, ws->hn + row_tok[r0 + i] * H, sizeof(float) * H);
+                be->matmul_rows(ga, I, in, cnt, &f->gate, 0, I);
+                be->matmul_rows(ub, I, in, cnt, &f->up, 0, I);
+                for (int64_t i = 0; i < cnt * I; i++) ga[i] = dsv3_silu(ga[i]) * ub[i];
+                be->matmul_rows(out + r0 * H, H, ga, cnt, &f->down, 0, H);
+            }
+#pragma omp for schedule(static)
+            for (int64_t t = 0; t < nb; t++) {
+                const float *gw = ws->route_w + (b0 + t) * K, *sh = ws->proj + (b0 + t) * H;
+                const int32_t *rows = tk_row + t * K;
+                float *xt = x + (b0 + t) * H;
+                for (int64_t j = 0; j < H; j++) {
+                    float y = shared ? sh[j] : 0.0f;
+                    for (int64_t k = 0; k < K; k++) y = fmaf(gw[k], out[rows[k] * H + j], y);
+                    xt[j] += y;
+                }
+            }
+        }
+    }
+}
+
 #define MOE_ROWS 128 /* rows per work unit of the few-token path (the amx kernel sets up per call: 32 was ~5% slower) */
 
 /* Few tokens (n <= DSV3_MOE_FEW_MAX: decode, MTP verification, small batches): the whole MoE block in
@@ -221,6 +289,8 @@ void dsv3_ffn_forward(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n, i
     }
     if (n <= DSV3_MOE_FEW_MAX && K <= DSV3_MOE_FEW_MAX_K) {
         moe_few_tokens(m, L, x, n);
+    } else if (ws->moe_par_tok > 0 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+        moe_tokens_parallel(m, L, x, n);
     } else {
         moe_tokens(m, L, n);
         for (int64_t i = 0; i < n * H; i++) x[i] += ws->proj[i];

@@ -327,3 +327,38 @@ TEST(moe_one_token_path_without_shared_experts) {
     prefill_equals_decode(m, 20, "no shared experts");
     dsv3_model_free(m);
 }
+
+/* The MoE of a prefill three ways: one thread (every expert one GEMM over its tokens, moe_tokens), two
+ * threads with whole experts per thread over all tokens, and the same in blocks of 7 tokens (the last
+ * one partial): bitwise-identical logits, with and without shared experts. */
+static void moe_expert_parallel(dsv3_model *m, const char *what) {
+    const int64_t V = dsv3_model_config(m)->vocab_size, np = 40;
+    int32_t prompt[40];
+    for (int64_t i = 0; i < np; i++) prompt[i] = (int32_t)((i * 7919 + 5) % V);
+    float *base = malloc(sizeof(float) * (size_t)((np + D) * V)), *got = malloc(sizeof(float) * (size_t)((np + D) * V));
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    int ok = base && got && run(m, prompt, np, base, V) == 0;
+    omp_set_num_threads(2);
+    for (int k = 0; k < 2 && ok; k++) {
+        dsv3_model_set_moe_block(m, k ? 7 : 0);
+        ok = run(m, prompt, np, got, V) == 0;
+        if (ok && memcmp(base, got, sizeof(float) * (size_t)((np + D) * V)))
+            test_fail_at(__FILE__, __LINE__, "%s: expert-parallel MoE (block %d) differs from one thread", what, k ? 7 : 0);
+    }
+    dsv3_model_set_moe_block(m, 0);
+    omp_set_num_threads(saved);
+    free(base);
+    free(got);
+}
+
+TEST(moe_expert_parallel_prefill_same_bits) {
+    dsv3_model *m = config_model("moe-par", 0, -1);
+    if (!m) return;
+    moe_expert_parallel(m, "shared experts");
+    dsv3_model_free(m);
+    m = config_model("moe-par-noshared", 0, 0);
+    if (!m) return;
+    moe_expert_parallel(m, "no shared experts");
+    dsv3_model_free(m);
+}

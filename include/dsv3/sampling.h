@@ -33,6 +33,8 @@ void dsv3_sampler_probs(dsv3_sampler *s, const float *logits, int64_t vocab, flo
 int32_t dsv3_sample_from(dsv3_sampler *s, const float *probs, int64_t vocab);
 /* Index of the largest logit (ties: lowest index). */
 int32_t dsv3_argmax(const float *logits, int64_t n);
+/* The plain scan dsv3_argmax must agree with (tests). */
+int32_t dsv3_argmax_ref(const float *logits, int64_t n);
 /* Uniform double in [0, 1) from a xorshift64* state. */
 double dsv3_rand_uniform(uint64_t *state);
 

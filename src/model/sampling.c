@@ -4,11 +4,37 @@
 #include <math.h>
 #include <stdlib.h>
 
-int32_t dsv3_argmax(const float *logits, int64_t n) {
+/* The reference: the first index whose value no later value exceeds (NaN never wins, except at 0). */
+int32_t dsv3_argmax_ref(const float *logits, int64_t n) {
     int64_t best = 0;
     for (int64_t i = 1; i < n; i++)
         if (logits[i] > logits[best]) best = i;
     return (int32_t)best;
+}
+
+/* The same index in two vectorisable passes (the scan above carries a load-compare dependency per
+ * element: ~5 us over a 8192 vocabulary, 3 per MTP step): the maximum over 16 independent lanes
+ * (NaN never replaces a lane), then the first index holding a value equal to it (-0 == +0, as the
+ * scan's > treats them), found block by block. */
+int32_t dsv3_argmax(const float *logits, int64_t n) {
+    if (n <= 1 || logits[0] != logits[0]) return 0; /* a NaN first stays the answer of the scan */
+    float lane[16];
+    for (int k = 0; k < 16; k++) lane[k] = logits[0];
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) lane[k] = logits[i + k] > lane[k] ? logits[i + k] : lane[k];
+    float m = lane[0];
+    for (int k = 1; k < 16; k++) m = lane[k] > m ? lane[k] : m;
+    for (; i < n; i++) m = logits[i] > m ? logits[i] : m;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        int any = 0;
+        for (int k = 0; k < 16; k++) any |= logits[j + k] == m;
+        if (any) break;
+    }
+    for (; j < n; j++)
+        if (logits[j] == m) return (int32_t)j;
+    return 0; /* not reached: m is one of the values */
 }
 
 double dsv3_rand_uniform(uint64_t *state) {

@@ -95,3 +95,27 @@ TEST(sampling_full_vocab_frequencies) {
     for (int i = 0; i < 4; i++) CHECK_NEAR(cnt[i] / N, ref[i], 0.005);
     dsv3_sampler_free(&s);
 }
+
+/* dsv3_argmax (two vectorisable passes) against the plain scan: lengths around the 16-lane blocks,
+ * ties (the lowest index wins), -0 / +0, infinities, NaNs (skipped, except a NaN at index 0). */
+TEST(sampling_argmax_matches_scan) {
+    uint64_t rng = 12345;
+    static float v[129280];
+    const int64_t lens[] = {1, 2, 15, 16, 17, 31, 33, 100, 8192, 129280};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int64_t n = lens[li];
+        for (int pattern = 0; pattern < 7; pattern++) {
+            for (int64_t i = 0; i < n; i++) {
+                double u = dsv3_rand_uniform(&rng);
+                v[i] = pattern == 1 ? (float)(int)(u * 4) /* many ties */ : (float)(u * 20 - 10);
+            }
+            if (pattern == 2) for (int64_t i = 0; i < n; i++) v[i] = i % 2 ? 0.0f : -0.0f;
+            if (pattern == 3) for (int64_t i = 0; i < n; i++) v[i] = -INFINITY;
+            if (pattern == 4) v[n / 2] = INFINITY, v[n - 1] = INFINITY;
+            if (pattern == 5) for (int64_t i = 0; i < n; i += 3) v[i] = NAN; /* index 0 too */
+            if (pattern == 6) for (int64_t i = 1; i < n; i += 3) v[i] = NAN;
+            int32_t a = dsv3_argmax(v, n), b = dsv3_argmax_ref(v, n);
+            CHECK_MSG(a == b, "n %lld pattern %d: argmax %d, scan %d", (long long)n, pattern, a, b);
+        }
+    }
+}

@@ -89,11 +89,19 @@ typedef struct {
     double prefill_s, decode_s;
 } dsv3_gen_stats;
 
+#define DSV3_MTP_MAX_DRAFTS 4     /* drafts per speculative step (dsv3_generate's use_mtp) */
+#define DSV3_MTP_DEFAULT_DRAFTS 2 /* what `dsv3 generate --mtp` uses */
 /* Prefills prompt into cache (which must be empty and hold n_prompt + max_new + 1
  * tokens), then generates up to max_new tokens, stopping after eos_id (>= 0).
- * use_mtp: speculative decoding with the MTP module (spec §4.3): one draft per
- * step verified by a 2-token main forward; accepted with probability
- * min(1, p/q), else resampled from max(p - q, 0) — the output distribution is
+ * use_mtp: speculative decoding with the MTP module (spec §4.3) with use_mtp draft
+ * tokens per step (at most DSV3_MTP_MAX_DRAFTS; 0 = off): the first from the MTP
+ * module as trained, each further one chained through it (dsv3_mtp_draft: the
+ * previous draft's MTP head input in place of the main model's hidden state; its
+ * MTP cache rows are dropped after drafting), all verified by one (drafts + 1)-token
+ * main forward. Draft k is accepted with probability min(1, p_k/q_k) (greedy: iff
+ * it is the main model's argmax) until the first rejection, which is resampled from
+ * max(p - q, 0) (greedy: the argmax), else a bonus token comes from the last row;
+ * rejected drafts' KV entries are rolled back. The output distribution is
  * unchanged and greedy output is token-identical to use_mtp = 0. */
 dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *cache, const int32_t *prompt, int64_t n_prompt,
                           int64_t max_new, struct dsv3_sampler *smp, int use_mtp, int32_t eos_id, dsv3_token_cb cb,
@@ -103,6 +111,13 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *cache, const int32_t *pr
  * the draft vocabulary (dsv3_model_set_mtp_draft_vocab; -inf past it). */
 dsv3_status dsv3_mtp_forward_last(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
                                   int64_t n, float *logits, dsv3_error *err);
+
+/* As dsv3_mtp_forward_last, and writes the last row's MTP head input (the head-norm output,
+ * [hidden]; what the main model's final hidden is to its lm_head) to hidden_out when non-NULL
+ * (hidden_out may be hidden: it is written after hidden is read). Fed back as the hidden of the
+ * next row, it chains drafts beyond the one depth the MTP module was trained for (dsv3_generate). */
+dsv3_status dsv3_mtp_draft(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
+                           int64_t n, float *logits, float *hidden_out, dsv3_error *err);
 
 /* ---- parameter accounting (from the config alone; spec §1.3) ---- */
 typedef struct {

@@ -26,6 +26,8 @@ static void usage(FILE *f) {
                "  --seed S        RNG seed (default 0)\n"
                "  --ignore-eos    keep generating after the end-of-sequence token\n"
                "  --mtp           speculative decoding with the model's MTP module (same greedy output)\n"
+               "  --mtp-drafts N  draft tokens per step, 1..4 (default 2): the MTP module's, then ones\n"
+               "                  chained through it; all verified by one (N+1)-token step (implies --mtp)\n"
                "  --mtp-draft-vocab N  drafts choose among token ids [0, N) only: a cheaper draft head\n"
                "                  (BPE ids are roughly frequency-ranked); 0 = all ids (default)\n"
                "  --stats         print one JSON line of speed/MTP statistics to stderr\n"
@@ -61,7 +63,7 @@ static int print_token(int32_t tok, void *ctx) {
 
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL, *text = NULL, *tok_dir = NULL, *n_s = "16", *temp_s = "0", *top_p_s = "1", *top_k_s = "0",
-               *seed_s = "0", *threads = NULL, *draft_vocab_s = "0";
+               *seed_s = "0", *threads = NULL, *draft_vocab_s = "0", *drafts_s = NULL;
     int bad = 0, ignore_eos = 0, stats = 0, chat = 0, print_ids = 0, use_mtp = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
@@ -76,7 +78,8 @@ int cmd_generate(int argc, char **argv) {
             cli_opt(argc, argv, &i, "-n", &n_s, &bad) || cli_opt(argc, argv, &i, "--temp", &temp_s, &bad) ||
             cli_opt(argc, argv, &i, "--top-p", &top_p_s, &bad) || cli_opt(argc, argv, &i, "--top-k", &top_k_s, &bad) ||
             cli_opt(argc, argv, &i, "--seed", &seed_s, &bad) || cli_opt(argc, argv, &i, "-t", &threads, &bad) ||
-            cli_opt(argc, argv, &i, "--mtp-draft-vocab", &draft_vocab_s, &bad))
+            cli_opt(argc, argv, &i, "--mtp-draft-vocab", &draft_vocab_s, &bad) ||
+            cli_opt(argc, argv, &i, "--mtp-drafts", &drafts_s, &bad))
             continue;
         fprintf(stderr, "dsv3 generate: unknown argument '%s'\n", argv[i]);
         bad = 1;
@@ -95,6 +98,13 @@ int cmd_generate(int argc, char **argv) {
     if (cli_parse_i64(seed_s, 0, INT64_MAX, &seed)) { fprintf(stderr, "dsv3 generate: bad --seed '%s'\n", seed_s); return 2; }
     if (cli_parse_i64(draft_vocab_s, 0, INT32_MAX, &draft_vocab)) { fprintf(stderr, "dsv3 generate: bad --mtp-draft-vocab '%s'\n", draft_vocab_s); return 2; }
     if (threads && cli_parse_i64(threads, 0, 4096, &nthreads)) { fprintf(stderr, "dsv3 generate: bad -t '%s'\n", threads); return 2; }
+    int64_t drafts = DSV3_MTP_DEFAULT_DRAFTS;
+    if (drafts_s && cli_parse_i64(drafts_s, 1, DSV3_MTP_MAX_DRAFTS, &drafts)) {
+        fprintf(stderr, "dsv3 generate: bad --mtp-drafts '%s' (want 1..%d)\n", drafts_s, DSV3_MTP_MAX_DRAFTS);
+        return 2;
+    }
+    if (drafts_s) use_mtp = 1; /* --mtp-drafts implies --mtp */
+    if (use_mtp) use_mtp = (int)drafts;
     cli_set_threads(nthreads);
 
     dsv3_error err = {0};

@@ -165,7 +165,7 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
 }
 
 static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
-                               int64_t n, float *logits, int last_only, dsv3_error *err) {
+                               int64_t n, float *logits, int last_only, float *hidden_out, dsv3_error *err) {
     const dsv3_config *c = &m->cfg;
     if (!m->has_mtp) return dsv3_fail(err, DSV3_ERR_UNSUPPORTED, "model has no MTP layer");
     if (n <= 0) return dsv3_fail(err, DSV3_ERR_INVALID, "mtp: no rows");
@@ -206,6 +206,7 @@ static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float 
     dsv3_mla_forward(m, &mt->block, c->num_hidden_layers, caches, xr, nr);
     dsv3_ffn_forward(m, &mt->block, xr, nr, NULL, NULL);
     for (int64_t t = 0; t < nr; t++) dsv3_rmsnorm(ws->hn + t * H, xr + t * H, mt->head_norm, H, eps);
+    if (hidden_out) memcpy(hidden_out, ws->hn + (nr - 1) * H, sizeof(float) * H); /* after every read of hidden */
     if (logits && last_only) {
         /* the draft's head: rows [0, Vd) of lm_head; ids past the draft vocabulary get -inf */
         const int64_t V = c->vocab_size, Vd = m->mtp_draft_vocab ? m->mtp_draft_vocab : V;
@@ -221,10 +222,15 @@ static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float 
 
 dsv3_status dsv3_mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
                              int64_t n, float *logits, dsv3_error *err) {
-    return mtp_forward(m, cache, hidden, next_tokens, n, logits, 0, err);
+    return mtp_forward(m, cache, hidden, next_tokens, n, logits, 0, NULL, err);
 }
 
 dsv3_status dsv3_mtp_forward_last(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
                                   int64_t n, float *logits, dsv3_error *err) {
-    return mtp_forward(m, cache, hidden, next_tokens, n, logits, 1, err);
+    return mtp_forward(m, cache, hidden, next_tokens, n, logits, 1, NULL, err);
+}
+
+dsv3_status dsv3_mtp_draft(dsv3_model *m, dsv3_kv_cache *cache, const float *hidden, const int32_t *next_tokens,
+                           int64_t n, float *logits, float *hidden_out, dsv3_error *err) {
+    return mtp_forward(m, cache, hidden, next_tokens, n, logits, 1, hidden_out, err);
 }

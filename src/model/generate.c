@@ -40,13 +40,16 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
         return dsv3_fail(err, DSV3_ERR_INVALID, "generate: %lld prompt + %lld new tokens exceed the KV cache (%lld)",
                          (long long)n_prompt, (long long)max_new, (long long)kc->cap);
     if (use_mtp && !m->has_mtp) return dsv3_fail(err, DSV3_ERR_UNSUPPORTED, "generate: this model has no MTP layer");
-    float *logits = malloc(sizeof(float) * 2 * V), *p0 = malloc(sizeof(float) * V), *q = malloc(sizeof(float) * V),
-          *hid = malloc(sizeof(float) * (n_prompt > 2 ? n_prompt : 2) * H);
-    int32_t *next = malloc(sizeof(int32_t) * (n_prompt > 2 ? n_prompt : 2));
+    const int64_t D = use_mtp < 0 ? 0 : use_mtp > DSV3_MTP_MAX_DRAFTS ? DSV3_MTP_MAX_DRAFTS : use_mtp;
+    const int64_t nh = n_prompt > D + 1 ? n_prompt : D + 1; /* rows of hid / next */
+    float *logits = malloc(sizeof(float) * (size_t)((D + 1) * V)), *p0 = malloc(sizeof(float) * V),
+          *q = malloc(sizeof(float) * (size_t)((D ? D : 1) * V)), *hid = malloc(sizeof(float) * (size_t)(nh * H)),
+          *dlog = malloc(sizeof(float) * V), *g = malloc(sizeof(float) * H);
+    int32_t *next = malloc(sizeof(int32_t) * (size_t)nh);
     uint8_t *mask = calloc((size_t)n_prompt, 1);
     dsv3_status s = DSV3_OK;
     emitter e = {cb, ctx, eos_id, max_new, st, 0};
-    if (!logits || !p0 || !q || !hid || !next || !mask) {
+    if (!logits || !p0 || !q || !hid || !dlog || !g || !next || !mask) {
         s = dsv3_fail(err, DSV3_ERR_NOMEM, "generate: out of memory");
         goto done;
     }
@@ -56,7 +59,7 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
     float *plog = malloc(sizeof(float) * V * n_prompt);
     if (!plog) { s = dsv3_fail(err, DSV3_ERR_NOMEM, "generate: out of memory"); goto done; }
     dsv3_batch_item it = {kc, prompt, n_prompt};
-    dsv3_forward_out out = {.logits = plog, .logits_mask = mask, .final_hidden = use_mtp ? hid : NULL};
+    dsv3_forward_out out = {.logits = plog, .logits_mask = mask, .final_hidden = D ? hid : NULL};
     s = dsv3_forward(m, &it, 1, &out, err);
     if (!s) memcpy(logits, plog + (n_prompt - 1) * V, sizeof(float) * V);
     free(plog);
@@ -65,7 +68,7 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
     st->prefill_s = dsv3_now_s() - t0;
     t0 = dsv3_now_s();
     if (emit(&e, t)) goto finish;
-    if (!use_mtp) {
+    if (!D) {
         for (;;) {
             dsv3_batch_item step = {kc, &t, 1};
             dsv3_forward_out o1 = {.logits = logits};
@@ -77,59 +80,75 @@ dsv3_status dsv3_generate(dsv3_model *m, dsv3_kv_cache *kc, const int32_t *promp
     /* MTP over the prompt: rows (h_i, t_{i+1}), the last one with the sampled t (spec §4.3) */
     for (int64_t i = 0; i + 1 < n_prompt; i++) next[i] = prompt[i + 1];
     next[n_prompt - 1] = t;
-    if ((s = dsv3_mtp_forward_last(m, kc, hid, next, n_prompt, logits, err))) goto done;
+    if ((s = dsv3_mtp_draft(m, kc, hid, next, n_prompt, dlog, g, err))) goto done;
     const int greedy = !(smp->p.temperature > 0);
     for (;;) {
-        /* greedy: the draft is the argmax, accepted iff the main model's argmax is the same (what the
-         * speculative-sampling rule reduces to with one-hot distributions, without its passes over the vocab) */
-        int32_t d;
-        if (greedy) d = dsv3_argmax(logits, V);
-        else {
-            dsv3_sampler_probs(smp, logits, V, q);
-            d = dsv3_sample_from(smp, q, V);
-        }
-        /* verify: main model on [t, d] at positions len, len+1 */
-        int32_t pair[2] = {t, d};
-        int64_t base = kc->len;
-        dsv3_batch_item step = {kc, pair, 2};
-        dsv3_forward_out o2 = {.logits = logits, .final_hidden = hid};
-        if ((s = dsv3_forward(m, &step, 1, &o2, err))) goto done;
-        st->mtp_drafted++;
-        /* accepted: d, then the token after it (logits row 1); rejected: the replacement for d */
-        int accepted;
-        int32_t tn;
-        if (greedy) {
-            const int32_t t1 = dsv3_argmax(logits, V);
-            accepted = t1 == d;
-            tn = accepted ? dsv3_argmax(logits + V, V) : t1;
-        } else {
-            dsv3_sampler_probs(smp, logits, V, p0);
-            /* accept with probability min(1, p(d)/q(d)) */
-            accepted = dsv3_rand_uniform(&smp->rng) * q[d] < p0[d];
-            if (accepted) {
-                dsv3_sampler_probs(smp, logits + V, V, p0);
+        /* drafts d_1..d_k after t: d_1 from the MTP logits of the committed rows, each next one from a
+         * chained MTP row (its hidden: the previous row's MTP head input); at most what the cache and
+         * max_new leave room for. greedy: the argmax (what the speculative-sampling rule reduces to
+         * with one-hot distributions, without its passes over the vocabulary) */
+        int64_t k = D, room = kc->cap - kc->len - 1, left = max_new - st->generated - 1;
+        k = k < room ? k : room;
+        k = k < left ? k : left;
+        if (k < 0) k = 0;
+        int32_t seq[DSV3_MTP_MAX_DRAFTS + 1];
+        seq[0] = t;
+        const int64_t ml0 = kc->mtp_len;
+        for (int64_t j = 0; j < k; j++) {
+            if (greedy) {
+                seq[j + 1] = dsv3_argmax(dlog, V);
             } else {
-                /* resample from max(p − q, 0) */
-                for (int64_t v = 0; v < V; v++) p0[v] = p0[v] > q[v] ? p0[v] - q[v] : 0.0f;
+                dsv3_sampler_probs(smp, dlog, V, q + j * V);
+                seq[j + 1] = dsv3_sample_from(smp, q + j * V, V);
             }
-            tn = dsv3_sample_from(smp, p0, V);
+            if (j + 1 < k && (s = dsv3_mtp_draft(m, kc, g, &seq[j + 1], 1, dlog, g, err))) goto done;
         }
-        if (accepted) {
-            st->mtp_accepted++;
-            if (emit(&e, d)) goto finish;
-            next[0] = d;
-            next[1] = tn;
-        } else {
-            dsv3_kv_cache_truncate(kc, base + 1, -1); /* drop the draft's cache entry */
-            next[0] = tn;
+        dsv3_kv_cache_truncate(kc, kc->len, ml0); /* the chained rows: redone from the main model's hiddens */
+        /* verify: main model on [t, d_1..d_k] at positions len..len+k; row j predicts the token after seq[j] */
+        const int64_t base = kc->len;
+        dsv3_batch_item step = {kc, seq, k + 1};
+        dsv3_forward_out ov = {.logits = logits, .final_hidden = hid};
+        if ((s = dsv3_forward(m, &step, 1, &ov, err))) goto done;
+        st->mtp_drafted += k;
+        /* accept d_1.. until the first rejection; tn: the replacement of the rejected one, or the bonus */
+        int64_t acc = 0;
+        int32_t tn = -1;
+        for (; acc < k; acc++) {
+            const float *lr = logits + acc * V;
+            const int32_t d = seq[acc + 1];
+            if (greedy) {
+                const int32_t a = dsv3_argmax(lr, V);
+                if (a != d) { tn = a; break; }
+            } else {
+                const float *qa = q + acc * V;
+                dsv3_sampler_probs(smp, lr, V, p0);
+                if (dsv3_rand_uniform(&smp->rng) * qa[d] < p0[d]) continue; /* accept with min(1, p(d)/q(d)) */
+                for (int64_t v = 0; v < V; v++) p0[v] = p0[v] > qa[v] ? p0[v] - qa[v] : 0.0f; /* resample max(p-q, 0) */
+                tn = dsv3_sample_from(smp, p0, V);
+                break;
+            }
         }
+        if (acc == k) {
+            if (greedy) tn = dsv3_argmax(logits + k * V, V);
+            else {
+                dsv3_sampler_probs(smp, logits + k * V, V, p0);
+                tn = dsv3_sample_from(smp, p0, V);
+            }
+        }
+        st->mtp_accepted += acc;
+        if (acc < k) dsv3_kv_cache_truncate(kc, base + 1 + acc, -1); /* drop the rejected drafts' entries */
+        for (int64_t j = 1; j <= acc; j++)
+            if (emit(&e, seq[j])) goto finish;
         if (emit(&e, tn)) goto finish;
-        if ((s = dsv3_mtp_forward_last(m, kc, hid, next, accepted ? 2 : 1, logits, err))) goto done;
+        /* MTP rows of the committed positions: (h of seq[j], the token after it) */
+        for (int64_t j = 0; j < acc; j++) next[j] = seq[j + 1];
+        next[acc] = tn;
+        if ((s = dsv3_mtp_draft(m, kc, hid, next, acc + 1, dlog, g, err))) goto done;
         t = tn;
     }
 finish:
     st->decode_s = dsv3_now_s() - t0;
 done:
-    free(logits); free(p0); free(q); free(hid); free(next); free(mask);
+    free(logits); free(p0); free(q); free(hid); free(dlog); free(g); free(next); free(mask);
     return s;
 }

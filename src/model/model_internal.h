@@ -119,7 +119,7 @@ static inline int64_t dsv3_moe_width(const dsv3_config *c) {
 }
 /* Tokens up to which a forward's MoE runs the few-token path (moe.c: decode, MTP verification,
  * small continuous batches), beyond which every expert runs one GEMM over its tokens. */
-#define DSV3_MOE_FEW_MAX 3
+#define DSV3_MOE_FEW_MAX 4
 #define DSV3_MOE_FEW_MAX_K 64 /* and up to this many routed experts per token (its bookkeeping is on the stack) */
 /* Scratch of the few-token MoE path: per (active expert, token) slot, up to DSV3_MOE_FEW_MAX tokens
  * x (K routed + the shared one), the gathered input and the down output (hidden each) and the gate

@@ -96,10 +96,10 @@ static void cache_and_batch_invariance(const char *set) {
         dsv3_batch_item it = {a, ids, T};
         dsv3_forward_out out = {.logits = full};
         ok = dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK;
-        /* prefill P, then steps of 1, 1, 3, 1, ... */
-        int64_t pos = 0, chunk[] = {P, 1, 1, 3, 1, 2, 1};
+        /* prefill P, then steps of 1, 1, 3, 1, 2, 4, 1, ... */
+        int64_t pos = 0, chunk[] = {P, 1, 1, 3, 1, 2, 4, 1};
         for (int k = 0; ok && pos < T; k++) {
-            int64_t n = k < 7 ? chunk[k] : 1;
+            int64_t n = k < 8 ? chunk[k] : 1;
             if (pos + n > T) n = T - pos;
             dsv3_batch_item s = {b, ids + pos, n};
             dsv3_forward_out o = {.logits = inc + pos * V};

@@ -72,6 +72,10 @@ static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
 }
 
 /* How the SIMD kernels decode a weight (shared by matmul_avx2.c and matmul_avx512.c). */
+/* Tokens up to which the AVX-512 matmul decodes weights in registers for all tokens at once (decode,
+ * MTP verification, small batches); more go through the decoded-rows GEMM. */
+#define DSV3_CPU_DIRECT_MAX_T 4
+
 enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC,
        K_E4M3_CLEAN, /* avx512: K_E4M3 of a weight without NaN codes (no per-chunk check) */
        K_E4M3_DWORD, /* avx512: ... and without subnormal codes (decoded in 32-bit lanes) */

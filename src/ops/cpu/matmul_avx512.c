@@ -6,7 +6,7 @@
  * reproduced by in-register halvings (reduce32 below).
  *
  * Matmul structure:
- *  - T <= 3 (decode): a tile of R weight rows x T tokens (R rows far apart, each
+ *  - T <= 4 (decode, MTP verification): a tile of R weight rows x T tokens (R rows far apart, each
  *    read front to back: see matmul_direct); every 32-element weight chunk is
  *    decoded in registers once and used for all T tokens.
  *  - T >= 4 (prefill): groups of rows are decoded once into an f32 buffer (same
@@ -177,7 +177,7 @@ AI void decode32(const int kind, const uint8_t *p, int64_t i, __m512 sc, const d
 AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
              int64_t ldx, int64_t n, float *out, int64_t ldo, int64_t ostr, int64_t pf) {
     const int esz = kind == K_F32 ? 4 : kind == K_BF16 || kind == K_BF16_SPLIT || kind == K_F16 ? 2 : 1;
-    __m512 acc[4][3][2]; /* R <= 4, TT <= 3 (fixed sizes keep them in registers) */
+    __m512 acc[4][4][2]; /* R <= 4, TT <= 4, R * TT <= 12 (fixed sizes keep them in registers) */
     for (int j = 0; j < R; j++)
         for (int t = 0; t < TT; t++) acc[j][t][0] = acc[j][t][1] = _mm512_setzero_ps();
     const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2 || kind == K_E4M3_CLEAN ||
@@ -210,7 +210,7 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
             /* the TT activation chunks stay in registers and the rows are decoded one at a time: with
              * 24 accumulators (4 rows x 3 tokens) that is exactly the 32 registers, so no FMA takes a
              * memory operand */
-            __m512 xv[3][2];
+            __m512 xv[4][2];
             for (int t = 0; t < TT; t++) {
                 xv[t][0] = _mm512_loadu_ps(x + t * ldx + i);
                 xv[t][1] = _mm512_loadu_ps(x + t * ldx + i + 16);
@@ -274,7 +274,7 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
             }
         }
     }
-    __m512 v[12];
+    __m512 v[16];
     float res[16];
     for (int j = 0; j < R; j++)
         for (int t = 0; t < TT; t++) v[j * TT + t] = _mm512_add_ps(acc[j][t][0], acc[j][t][1]);
@@ -318,7 +318,9 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
     DIRECT_FN(4, 1, KIND, d41_##SFX)                                                                                   \
     DIRECT_FN(4, 2, KIND, d42_##SFX)                                                                                      \
     DIRECT_FN(2, 3, KIND, d23_##SFX)                                                                                   \
-    DIRECT_FN(1, 1, KIND, d11_##SFX) DIRECT_FN(1, 2, KIND, d12_##SFX) DIRECT_FN(1, 3, KIND, d13_##SFX)
+    DIRECT_FN(2, 4, KIND, d24_##SFX)                                                                                   \
+    DIRECT_FN(1, 1, KIND, d11_##SFX) DIRECT_FN(1, 2, KIND, d12_##SFX) DIRECT_FN(1, 3, KIND, d13_##SFX)             \
+    DIRECT_FN(1, 4, KIND, d14_##SFX)
 DIRECT_SET(K_F32, f32)
 DIRECT_SET(K_BF16, bf16)
 DIRECT_SET(K_F16, f16)
@@ -332,14 +334,15 @@ DIRECT_SET(K_BF16_SPLIT, bf16s)
 
 typedef void (*direct_fn)(const dsv3_weight *, const float *, float *, int64_t, int64_t, int64_t, int64_t);
 /* [kind][slot] (see g_direct_rows): {multi-row tile, single-row tile} */
-#define DIRECT_ROW(SFX) {{d21_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}, {d41_##SFX, d11_##SFX}}
-static const direct_fn g_direct[10][4][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16),  DIRECT_ROW(f16),
+#define DIRECT_ROW(SFX)                                                                                                \
+    {{d21_##SFX, d11_##SFX}, {d42_##SFX, d12_##SFX}, {d23_##SFX, d13_##SFX}, {d24_##SFX, d14_##SFX}, {d41_##SFX, d11_##SFX}}
+static const direct_fn g_direct[10][5][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16),  DIRECT_ROW(f16),
                                              DIRECT_ROW(e4m3), DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2),
                                              DIRECT_ROW(gen),  DIRECT_ROW(e4m3c), DIRECT_ROW(e4m3d),
                                              DIRECT_ROW(bf16s)};
-/* [slot]: slots 0-2 are T = 1-3; slot 3 is T = 1 with rows shorter than SHORT_ROW elements, where 4 rows
+/* [slot]: slots 0-3 are T = 1-4; slot 4 is T = 1 with rows shorter than SHORT_ROW elements, where 4 rows
  * per tile spread the per-tile work (reductions, call) over more weights */
-static const int g_direct_rows[4] = {2, 4, 2, 4};
+static const int g_direct_rows[5] = {2, 4, 2, 2, 4};
 #define SHORT_ROW 512
 
 
@@ -351,7 +354,7 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
      * ~75% of the read bandwidth; ~95% with separate runs). One token takes 2 streams, not 4 (4 chains of
      * FMAs still hide their latency; fewer streams read a little faster). A row's result does not depend
      * on its tile. */
-    const int slot = T == 1 && W->cols < SHORT_ROW ? 3 : (int)T - 1, R = g_direct_rows[slot];
+    const int slot = T == 1 && W->cols < SHORT_ROW ? 4 : (int)T - 1, R = g_direct_rows[slot];
     const int64_t h = (o1 - o0) / R;
     g_direct[kind][slot][0](W, x, out + (o0 - obase), ld, o0, h, h);
     g_direct[kind][slot][1](W, x, out + (o0 + R * h - obase), ld, o0 + R * h, 1, o1 - o0 - R * h);
@@ -438,7 +441,7 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
 static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                                int64_t o0, int64_t o1) {
     int kind = dsv3_cpu_kind(W);
-    if (T <= 3) {
+    if (T <= DSV3_CPU_DIRECT_MAX_T) {
         /* the same values with fewer operations: no per-chunk NaN check for weights without NaN codes;
          * E4M3 in 32-bit lanes when subnormal codes are rare too and the scales fold 2^120 */
         if (kind == K_E4M3 || kind == K_E4M3_UNFOLDED) {
@@ -452,10 +455,7 @@ static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T
             matmul_direct_split(out, ld, x, T, W, obase, o0, o1);
             return 0;
         }
-        for (int64_t t0 = 0; t0 < T; t0 += 3) {
-            int64_t tt = T - t0 < 3 ? T - t0 : 3;
-            matmul_direct(out + t0 * ld, ld, x + t0 * W->cols, tt, W, obase, o0, o1, kind);
-        }
+        matmul_direct(out, ld, x, T, W, obase, o0, o1, kind);
         return 0;
     }
     return matmul_gemm(out, ld, x, T, W, obase, o0, o1);

@@ -1,5 +1,6 @@
 /* dsv3_generate: greedy output with MTP speculative decoding is token-identical
  * to plain decoding; sampling with MTP is deterministic for a seed. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,12 +19,13 @@ static int collect_cb(int32_t t, void *ctx) {
     return 0;
 }
 
-static int run(dsv3_model *m, int use_mtp, float temp, uint64_t seed, int64_t n_new, collect *out, dsv3_gen_stats *gs) {
+static int run_k(dsv3_model *m, int use_mtp, float temp, int64_t top_k, uint64_t seed, int64_t n_new, collect *out,
+                 dsv3_gen_stats *gs) {
     const int32_t prompt[7] = {415, 52, 117, 466, 246, 99, 63};
     dsv3_kv_cache *kc = NULL;
     dsv3_error err = {0};
     dsv3_sampler smp;
-    dsv3_sampler_params sp = {temp, 0.95f, 0, seed};
+    dsv3_sampler_params sp = {temp, top_k ? 1.0f : 0.95f, top_k, seed};
     memset(out, 0, sizeof *out);
     if (dsv3_kv_cache_new(m, 7 + n_new + 1, &kc, &err) || dsv3_sampler_init(&smp, &sp, dsv3_model_config(m)->vocab_size, &err)) {
         test_fail_at(__FILE__, __LINE__, "%s", err.msg);
@@ -35,6 +37,10 @@ static int run(dsv3_model *m, int use_mtp, float temp, uint64_t seed, int64_t n_
     dsv3_sampler_free(&smp);
     dsv3_kv_cache_free(kc);
     return st ? -1 : 0;
+}
+
+static int run(dsv3_model *m, int use_mtp, float temp, uint64_t seed, int64_t n_new, collect *out, dsv3_gen_stats *gs) {
+    return run_k(m, use_mtp, temp, 0, seed, n_new, out, gs);
 }
 
 static void mtp_equivalence(const char *set) {
@@ -49,6 +55,13 @@ static void mtp_equivalence(const char *set) {
         CHECK(a.n == 48 && b.n == 48);
         CHECK_MSG(!memcmp(a.toks, b.toks, sizeof(int32_t) * 48), "%s: greedy output differs with --mtp", set);
         CHECK(gb.mtp_drafted > 0 && ga.mtp_drafted == 0);
+        /* chained drafts: 2..4 per step (and more than the maximum, clamped), the same greedy output */
+        for (int d = 2; d <= DSV3_MTP_MAX_DRAFTS + 1 && !test_failed_now(); d++)
+            if (run(m, d, 0.0f, 0, 48, &b, &gb) == 0) {
+                CHECK_MSG(b.n == 48 && !memcmp(a.toks, b.toks, sizeof(int32_t) * 48),
+                          "%s: greedy output differs with %d drafts per step", set, d);
+                CHECK(gb.mtp_drafted >= gb.mtp_accepted && gb.mtp_drafted > 0);
+            }
         /* a draft vocabulary of the first 100 ids: the same greedy output, fewer accepted drafts */
         dsv3_model_set_mtp_draft_vocab(m, 100);
         if (run(m, 1, 0.0f, 0, 48, &b, &gb) == 0) {
@@ -57,8 +70,9 @@ static void mtp_equivalence(const char *set) {
         }
         dsv3_model_set_mtp_draft_vocab(m, 0);
         /* sampling with MTP: same seed, same tokens */
-        if (run(m, 1, 0.9f, 11, 32, &a, &ga) == 0 && run(m, 1, 0.9f, 11, 32, &b, &gb) == 0)
-            CHECK(a.n == 32 && !memcmp(a.toks, b.toks, sizeof(int32_t) * 32));
+        for (int d = 1; d <= 3; d += 2)
+            if (run(m, d, 0.9f, 11, 32, &a, &ga) == 0 && run(m, d, 0.9f, 11, 32, &b, &gb) == 0)
+                CHECK(a.n == 32 && !memcmp(a.toks, b.toks, sizeof(int32_t) * 32));
     }
     dsv3_model_free(m);
     dsv3_st_close(ref);
@@ -107,3 +121,54 @@ static void mtp_last_row_only(const char *set) {
 
 TEST(generate_mtp_last_row_only_tiny) { mtp_last_row_only("tiny"); }
 TEST(generate_mtp_last_row_only_small) { mtp_last_row_only("small"); }
+
+/* Speculative sampling keeps the output distribution: the joint distribution of generated tokens 2 and 3
+ * (token 1 comes from the prefill either way; 4 tokens, so both are drafts of one 2-draft step) over many
+ * seeds, plain vs MTP with chained drafts, top-k 3 (at most 9 continuations); total variation distance
+ * within sampling noise.
+ * (Accepting drafts without the min(1, p/q) rule, or a wrong residual, moves it far past the bound:
+ * the fixture's MTP head is random, so its drafts follow another distribution.) */
+static void mtp_sampling_distribution(const char *set) {
+    dsv3_model *m;
+    dsv3_st_file *ref;
+    int r = fixture_open(set, "reference.safetensors", &m, &ref);
+    if (r > 0) SKIP("fixtures absent");
+    if (r < 0) return;
+    enum { N = 1500, NK = 64 };
+    int32_t key[2][NK][2];
+    int cntk[2][NK], nk[2] = {0, 0}, other[2] = {0, 0};
+    memset(cntk, 0, sizeof cntk);
+    for (int mode = 0; mode < 2 && !test_failed_now(); mode++)
+        for (int sd = 0; sd < N && !test_failed_now(); sd++) {
+            collect o;
+            dsv3_gen_stats gs;
+            if (run_k(m, mode ? 3 : 0, 1.0f, 3, 1000 + (uint64_t)sd, 4, &o, &gs)) break;
+            int j = 0;
+            while (j < nk[mode] && (key[mode][j][0] != o.toks[1] || key[mode][j][1] != o.toks[2])) j++;
+            if (j == nk[mode] && nk[mode] < NK) key[mode][nk[mode]][0] = o.toks[1], key[mode][nk[mode]][1] = o.toks[2], nk[mode]++;
+            if (j < nk[mode]) cntk[mode][j]++;
+            else other[mode]++;
+        }
+    if (!test_failed_now()) {
+        /* TV over the union of the keys (the overflow bucket counted as one more key) */
+        double tv = fabs((double)other[0] - other[1]) / N;
+        for (int j = 0; j < nk[0]; j++) {
+            int c1 = 0;
+            for (int i = 0; i < nk[1]; i++)
+                if (key[1][i][0] == key[0][j][0] && key[1][i][1] == key[0][j][1]) c1 = cntk[1][i];
+            tv += fabs((double)cntk[0][j] - c1) / N;
+        }
+        for (int i = 0; i < nk[1]; i++) {
+            int seen = 0;
+            for (int j = 0; j < nk[0]; j++) seen |= key[1][i][0] == key[0][j][0] && key[1][i][1] == key[0][j][1];
+            if (!seen) tv += (double)cntk[1][i] / N;
+        }
+        tv /= 2;
+        fprintf(stderr, "    %s: %d / %d continuations, total variation %.3f\n", set, nk[0], nk[1], tv);
+        CHECK_MSG(tv < 0.12, "%s: MTP sampling distribution differs (total variation %.3f)", set, tv);
+    }
+    dsv3_model_free(m);
+    dsv3_st_close(ref);
+}
+
+TEST(generate_mtp_sampling_distribution_tiny) { mtp_sampling_distribution("tiny"); }

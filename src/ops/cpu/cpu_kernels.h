@@ -72,6 +72,16 @@ static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
 }
 
 /* How the SIMD kernels decode a weight (shared by matmul_avx2.c and matmul_avx512.c). */
+/* Per-thread scratch, kept between calls (decode makes thousands of small calls per token: no
+ * malloc per call; a fresh 256 KB buffer is an mmap, its pages faulted in every time). Buffer `slot`
+ * of the calling thread with at least n bytes, 64-byte aligned, grown on demand, freed at thread
+ * exit; NULL when out of memory (the caller then fails or takes a path without it, same bits). */
+enum { DSV3_SC_CBUF, DSV3_SC_TMP, DSV3_SC_TAIL, DSV3_SC_SBUF, DSV3_SC_XS, DSV3_SC_S, DSV3_SC_ABUF, DSV3_SC_B, /* AMX */
+       DSV3_SC_GEMM_ROWS, /* decoded weight rows of the AVX-512 / AVX2 GEMM */
+       DSV3_SC_XSPLIT,    /* split BF16 activations of the AVX-512 grouped matmul */
+       DSV3_SC_N };
+void *dsv3_cpu_scratch(int slot, size_t n);
+
 /* Tokens up to which the AVX-512 matmul decodes weights in registers for all tokens at once (decode,
  * MTP verification, small batches); more go through the decoded-rows GEMM. */
 #define DSV3_CPU_DIRECT_MAX_T 4

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "amx.h"
+#include "cpu_kernels.h"
 
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16,avx512vbmi")))
 
@@ -663,50 +664,6 @@ static AMX_TARGET void strip_small(const plan *P, work *wk, int64_t o0, int64_t 
 
 static void *alloc64(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
 
-/* Per-thread scratch, kept between calls (decode makes thousands of small
- * calls per token: no malloc per call). Grows on demand, freed at thread exit
- * (pthread key destructor; the __thread pointer keeps it reachable for leak
- * checkers). Growth can fail only by running out of memory: the call then
- * fails, and the backend reports an error rather than changing kernels. */
-enum { SC_CBUF, SC_TMP, SC_TAIL, SC_SBUF, SC_XS, SC_S, SC_ABUF, SC_B, SC_N };
-typedef struct {
-    void *p[SC_N];
-    size_t cap[SC_N];
-} scratch;
-
-static __thread scratch *t_scratch;
-static pthread_key_t g_scratch_key;
-static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
-
-static void scratch_free(void *v) {
-    scratch *sc = v;
-    for (int i = 0; i < SC_N; i++) free(sc->p[i]);
-    free(sc);
-}
-static void scratch_key_init(void) {
-    if (pthread_key_create(&g_scratch_key, scratch_free) != 0) g_scratch_key = (pthread_key_t)-1;
-}
-
-/* Buffer i of this thread's scratch with at least n bytes (64-byte aligned), or NULL. */
-static void *scratch_get(int i, size_t n) {
-    scratch *sc = t_scratch;
-    if (!sc) {
-        pthread_once(&g_scratch_once, scratch_key_init);
-        sc = calloc(1, sizeof *sc);
-        if (!sc) return NULL;
-        if (g_scratch_key != (pthread_key_t)-1) pthread_setspecific(g_scratch_key, sc);
-        t_scratch = sc;
-    }
-    if (sc->cap[i] < n) {
-        free(sc->p[i]);
-        sc->cap[i] = 0;
-        sc->p[i] = alloc64(n);
-        if (!sc->p[i]) return NULL;
-        sc->cap[i] = (n + 63) / 64 * 64;
-    }
-    return sc->p[i];
-}
-
 /* One parallel region over tokens [0, P->T) of P->x: pack the activations,
  * then every thread computes its strips. Few tokens (at most 2 panels): every
  * thread packs them itself into its scratch (no barrier) and runs
@@ -721,14 +678,14 @@ static AMX_TARGET int run_region(plan *P) {
         const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
         const int64_t s_begin = nstrips * tid / nth, s_end = nstrips * (tid + 1) / nth;
         const int64_t ncp = 3 * P->tc_max / 16;
-        float *xs = scratch_get(SC_XS, sizeof(float) * P->Kp);
-        uint16_t *S = scratch_get(SC_S, 2 * 48 * P->Kp);
-        work wk = {scratch_get(SC_CBUF, sizeof(float) * 2 * ncp * 256), scratch_get(SC_TMP, sizeof(float) * 4 * 256),
-                   scratch_get(SC_TAIL, 2 * STRIP * KSTEP), scratch_get(SC_SBUF, 2 * SMALL_KB * STRIP * KSTEP)};
+        float *xs = dsv3_cpu_scratch(DSV3_SC_XS, sizeof(float) * P->Kp);
+        uint16_t *S = dsv3_cpu_scratch(DSV3_SC_S, 2 * 48 * P->Kp);
+        work wk = {dsv3_cpu_scratch(DSV3_SC_CBUF, sizeof(float) * 2 * ncp * 256), dsv3_cpu_scratch(DSV3_SC_TMP, sizeof(float) * 4 * 256),
+                   dsv3_cpu_scratch(DSV3_SC_TAIL, 2 * STRIP * KSTEP), dsv3_cpu_scratch(DSV3_SC_SBUF, 2 * SMALL_KB * STRIP * KSTEP)};
         int ok = xs && S && wk.cbuf && wk.tmp && wk.tail && wk.sbuf;
         if (small) {
             plan Pl = *P; /* private copy: B in this thread's scratch */
-            Pl.B = ok && s_end > s_begin ? scratch_get(SC_B, (size_t)((3 * P->T + 15) / 16) * P->panel_words * 4) : NULL;
+            Pl.B = ok && s_end > s_begin ? dsv3_cpu_scratch(DSV3_SC_B, (size_t)((3 * P->T + 15) / 16) * P->panel_words * 4) : NULL;
             if (ok && s_end > s_begin && !Pl.B) ok = 0;
             if (ok && s_end > s_begin) {
                 pack_block(&Pl, 0, xs, S);
@@ -753,7 +710,7 @@ static AMX_TARGET int run_region(plan *P) {
             if (group < 1) group = 1;
             if (group > 8) group = 8;
             if (P->T <= P->tc_max) group = 1; /* one token chunk: no reuse, convert a strip and use it while in cache */
-            uint16_t *abuf = ok && s_end > s_begin ? scratch_get(SC_ABUF, 2 * STRIP * P->Kp * (P->fp8 ? group : 1)) : NULL;
+            uint16_t *abuf = ok && s_end > s_begin ? dsv3_cpu_scratch(DSV3_SC_ABUF, 2 * STRIP * P->Kp * (P->fp8 ? group : 1)) : NULL;
             if (ok && s_end > s_begin && !abuf) ok = 0;
             if (ok && s_end > s_begin) {
                 tiles_begin();

@@ -209,7 +209,7 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
     int64_t G = n > 0 ? (256 << 10) / (4 * n) : 64; /* rows per decoded group (~256 KB) */
     G = G < 1 ? 1 : G > 256 ? 256 : G;
     float *buf = NULL;
-    if (W->dtype != DSV3_F32 && !(buf = aligned_alloc(64, (size_t)((G * n * 4 + 63) / 64 * 64)))) return -1;
+    if (W->dtype != DSV3_F32 && !(buf = dsv3_cpu_scratch(DSV3_SC_GEMM_ROWS, (size_t)(G * n * 4)))) return -1;
     for (int64_t g0 = o0; g0 < o1; g0 += G) {
         int64_t nr = o1 - g0 < G ? o1 - g0 : G;
         row_ref rw[256];
@@ -226,7 +226,6 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
             for (int64_t j = 0; j < nr; j++) g_f32[tt - 1](rw + j, x + t0 * n, n, out + t0 * ld + (g0 - obase) + j, ld);
         }
     }
-    free(buf);
     return 0;
 }
 

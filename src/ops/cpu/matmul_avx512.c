@@ -6,12 +6,14 @@
  * reproduced by in-register halvings (reduce32 below).
  *
  * Matmul structure:
- *  - T <= 4 (decode, MTP verification): a tile of R weight rows x T tokens (R rows far apart, each
- *    read front to back: see matmul_direct); every 32-element weight chunk is
- *    decoded in registers once and used for all T tokens.
- *  - T >= 4 (prefill): groups of rows are decoded once into an f32 buffer (same
- *    values as the reference decode), then register tiles of 4 rows x 3 tokens
- *    run over the buffer.
+ *  - T <= 4 (decode, MTP verification): a tile of R weight rows x T tokens (R rows
+ *    far apart, each read front to back: see matmul_direct); every 32-element
+ *    weight chunk is decoded in registers once and used for all T tokens.
+ *  - T > 4 (prefill, batches): groups of rows (~128 KiB of weights) swept by every
+ *    group of 4 tokens with the same tiles (matmul_grouped): the weights come from
+ *    memory once and are decoded in registers per token group, from L2. (A GEMM
+ *    over an f32 copy of the rows, 4 rows x 3 tokens per tile, measured 1.5-2x
+ *    slower at 16-64 tokens on Zen 5: 4 bytes of L2 traffic per weight and token tile.)
  * The whole file is compiled for AVX-512 via the target pragma, independent of
  * -march; it is only called when dispatch.c found the CPU features. */
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
@@ -390,75 +392,55 @@ static __attribute__((noinline)) void matmul_direct_split(float *out, int64_t ld
 
 /* ----------------------------------------------------------- prefill path */
 
-#define GT 3 /* tokens per register tile */
-#define GR 4 /* rows per register tile */
-#ifndef GEMM_GROUP_BYTES
-#define GEMM_GROUP_BYTES (256 << 10)
-#endif
-
-#define F32_FN(R, TT)                                                                                                  \
-    static void g##R##TT(const row_ref *rw, const float *x, int64_t n, float *out, int64_t ldo) {                     \
-        tile(R, TT, K_F32, NULL, rw, x, n, n, out, ldo, 1, 0);                                                               \
-    }
-F32_FN(4, 3) F32_FN(4, 2) F32_FN(4, 1) F32_FN(1, 3) F32_FN(1, 2) F32_FN(1, 1)
-typedef void (*f32_fn)(const row_ref *, const float *, int64_t, float *, int64_t);
-static const f32_fn g_f32[2][GT] = {{g41, g42, g43}, {g11, g12, g13}};
-
-static void decode_row_avx512(const dsv3_weight *W, int64_t r, float *dst);
-
-static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase, int64_t o0,
-                       int64_t o1) {
+/* More tokens than a direct tile takes: groups of rows of about GROUP_BYTES of weights, each swept by
+ * every token group of DSV3_CPU_DIRECT_MAX_T with the direct tiles (weights decoded in registers once
+ * per token group, from L2 after the first): the weights come from memory once, as bf16/fp8, not as an
+ * f32 copy. BF16 activations are split once for the split decode. */
+#define GROUP_BYTES (128 << 10) /* 64-256 KiB measured alike (Zen 5, 1 MB L2) */
+static int matmul_grouped(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
+                          int64_t o0, int64_t o1, int kind) {
     const int64_t n = W->cols;
-    /* rows decoded per group: ~256 KB of f32 (stays in L2 while every token tile passes) */
-    int64_t G = n > 0 ? (GEMM_GROUP_BYTES) / (4 * n) : 64;
-    G = G < GR ? GR : G > 256 ? 256 : G - G % GR;
-    float *buf = NULL;
-    if (W->dtype != DSV3_F32 && !(buf = aligned_alloc(64, (size_t)((G * n * 4 + 63) / 64 * 64)))) return -1;
+    if (kind == K_BF16) {
+        float *xs = dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)(T * n));
+        if (!xs) return -1;
+        split_x(xs, x, T, n);
+        x = xs;
+        kind = K_BF16_SPLIT;
+    }
+    const int64_t esz = (int64_t)dsv3_dtype_size(W->dtype), rb = n * (esz > 0 ? esz : 1);
+    int64_t G = rb > 0 ? GROUP_BYTES / rb : 64;
+    G = G < 8 ? 8 : G - G % 8;
     for (int64_t g0 = o0; g0 < o1; g0 += G) {
-        int64_t nr = o1 - g0 < G ? o1 - g0 : G;
-        row_ref rw[256];
-        for (int64_t j = 0; j < nr; j++) {
-            if (buf) {
-                decode_row_avx512(W, g0 + j, buf + j * n);
-                rw[j].p = (const uint8_t *)(buf + j * n);
-            } else {
-                rw[j] = dsv3_cpu_row(W, g0 + j);
-            }
-        }
-        for (int64_t t0 = 0; t0 < T; t0 += GT) {
-            int tt = T - t0 < GT ? (int)(T - t0) : GT;
-            const float *xt = x + t0 * n;
-            float *ot = out + t0 * ld + (g0 - obase);
-            int64_t j = 0;
-            for (; j + GR <= nr; j += GR) g_f32[0][tt - 1](rw + j, xt, n, ot + j, ld);
-            for (; j < nr; j++) g_f32[1][tt - 1](rw + j, xt, n, ot + j, ld);
+        const int64_t g1 = o1 - g0 < G ? o1 : g0 + G;
+        for (int64_t t0 = 0; t0 < T; t0 += DSV3_CPU_DIRECT_MAX_T) {
+            const int64_t tt = T - t0 < DSV3_CPU_DIRECT_MAX_T ? T - t0 : DSV3_CPU_DIRECT_MAX_T;
+            matmul_direct(out + t0 * ld, ld, x + t0 * n, tt, W, obase, g0, g1, kind);
         }
     }
-    free(buf);
     return 0;
 }
+
+static void decode_row_avx512(const dsv3_weight *W, int64_t r, float *dst);
 
 static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                                int64_t o0, int64_t o1) {
     int kind = dsv3_cpu_kind(W);
-    if (T <= DSV3_CPU_DIRECT_MAX_T) {
-        /* the same values with fewer operations: no per-chunk NaN check for weights without NaN codes;
-         * E4M3 in 32-bit lanes when subnormal codes are rare too and the scales fold 2^120 */
-        if (kind == K_E4M3 || kind == K_E4M3_UNFOLDED) {
-            const int scan = dsv3_cpu_fp8_scan(W);
-            if (!(scan & (DSV3_FP8_HAS_NAN | DSV3_FP8_MANY_SUBNORMAL)) && (scan & DSV3_FP8_FOLD120))
-                kind = K_E4M3_DWORD;
-            else if (!(scan & DSV3_FP8_HAS_NAN) && kind == K_E4M3)
-                kind = K_E4M3_CLEAN;
-        }
-        if (kind == K_BF16 && T >= SPLIT_MIN_T && T * W->cols <= SPLIT_X_MAX) {
-            matmul_direct_split(out, ld, x, T, W, obase, o0, o1);
-            return 0;
-        }
-        matmul_direct(out, ld, x, T, W, obase, o0, o1, kind);
+    /* the same values with fewer operations: no per-chunk NaN check for weights without NaN codes;
+     * E4M3 in 32-bit lanes when subnormal codes are rare too and the scales fold 2^120 */
+    if (kind == K_E4M3 || kind == K_E4M3_UNFOLDED) {
+        const int scan = dsv3_cpu_fp8_scan(W);
+        if (!(scan & (DSV3_FP8_HAS_NAN | DSV3_FP8_MANY_SUBNORMAL)) && (scan & DSV3_FP8_FOLD120))
+            kind = K_E4M3_DWORD;
+        else if (!(scan & DSV3_FP8_HAS_NAN) && kind == K_E4M3)
+            kind = K_E4M3_CLEAN;
+    }
+    if (T > DSV3_CPU_DIRECT_MAX_T) return matmul_grouped(out, ld, x, T, W, obase, o0, o1, kind);
+    if (kind == K_BF16 && T >= SPLIT_MIN_T && T * W->cols <= SPLIT_X_MAX) {
+        matmul_direct_split(out, ld, x, T, W, obase, o0, o1);
         return 0;
     }
-    return matmul_gemm(out, ld, x, T, W, obase, o0, o1);
+    matmul_direct(out, ld, x, T, W, obase, o0, o1, kind);
+    return 0;
 }
 
 static void decode_row_avx512(const dsv3_weight *W, int64_t r, float *dst) {

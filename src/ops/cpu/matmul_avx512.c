@@ -397,24 +397,35 @@ static __attribute__((noinline)) void matmul_direct_split(float *out, int64_t ld
  * per token group, from L2 after the first): the weights come from memory once, as bf16/fp8, not as an
  * f32 copy. BF16 activations are split once for the split decode. */
 #define GROUP_BYTES (128 << 10) /* 64-256 KiB measured alike (Zen 5, 1 MB L2) */
+#define XSPLIT_FLOATS (128 << 10)  /* split activations per block: 512 KiB of scratch per thread */
 static int matmul_grouped(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                           int64_t o0, int64_t o1, int kind) {
-    const int64_t n = W->cols;
-    if (kind == K_BF16) {
-        float *xs = dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)(T * n));
-        if (!xs) return -1;
-        split_x(xs, x, T, n);
-        x = xs;
-        kind = K_BF16_SPLIT;
-    }
-    const int64_t esz = (int64_t)dsv3_dtype_size(W->dtype), rb = n * (esz > 0 ? esz : 1);
+    const int64_t n = W->cols, esz = (int64_t)dsv3_dtype_size(W->dtype), rb = n * (esz > 0 ? esz : 1);
     int64_t G = rb > 0 ? GROUP_BYTES / rb : 64;
     G = G < 8 ? 8 : G - G % 8;
-    for (int64_t g0 = o0; g0 < o1; g0 += G) {
-        const int64_t g1 = o1 - g0 < G ? o1 : g0 + G;
-        for (int64_t t0 = 0; t0 < T; t0 += DSV3_CPU_DIRECT_MAX_T) {
-            const int64_t tt = T - t0 < DSV3_CPU_DIRECT_MAX_T ? T - t0 : DSV3_CPU_DIRECT_MAX_T;
-            matmul_direct(out + t0 * ld, ld, x + t0 * n, tt, W, obase, g0, g1, kind);
+    /* BF16: blocks of tokens whose split activations fit XSPLIT_FLOATS (the weights are swept once per block) */
+    const int split = kind == K_BF16;
+    int64_t TB = T;
+    float *xs = NULL;
+    if (split) {
+        TB = XSPLIT_FLOATS / (n > 0 ? n : 1);
+        TB = TB < DSV3_CPU_DIRECT_MAX_T ? DSV3_CPU_DIRECT_MAX_T : TB - TB % DSV3_CPU_DIRECT_MAX_T;
+        TB = TB < T ? TB : T;
+        if (!(xs = dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)(TB * n)))) return -1;
+    }
+    for (int64_t b0 = 0; b0 < T; b0 += TB) {
+        const int64_t nb = T - b0 < TB ? T - b0 : TB;
+        const float *xb = x + b0 * n;
+        if (split) {
+            split_x(xs, xb, nb, n);
+            xb = xs;
+        }
+        for (int64_t g0 = o0; g0 < o1; g0 += G) {
+            const int64_t g1 = o1 - g0 < G ? o1 : g0 + G;
+            for (int64_t t0 = 0; t0 < nb; t0 += DSV3_CPU_DIRECT_MAX_T) {
+                const int64_t tt = nb - t0 < DSV3_CPU_DIRECT_MAX_T ? nb - t0 : DSV3_CPU_DIRECT_MAX_T;
+                matmul_direct(out + (b0 + t0) * ld, ld, xb + t0 * n, tt, W, obase, g0, g1, split ? K_BF16_SPLIT : kind);
+            }
         }
     }
     return 0;

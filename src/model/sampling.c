@@ -105,6 +105,45 @@ static void select_first_k(int32_t *idx, int64_t n, int64_t k, const float *l) {
     }
 }
 
+/* idx[0..k) = the k first ids of [0, n) in the candidate order (unsorted among themselves), for a
+ * small k: one pass keeping them in a heap whose root is the last of them, most blocks of 16 logits
+ * rejected by a vectorisable compare with the root's logit (quickselect's branchy passes over a 129K
+ * vocabulary cost ~100 us; this ~n/16 compares). Ids in ascending order, so an equal logit never
+ * enters (the heap's ids are lower). */
+static void top_k_heap(int32_t *idx, int64_t n, int64_t k, const float *l) {
+    int32_t *h = idx; /* h[0..k): heap, h[0] the last in candidate order */
+    for (int64_t i = 0; i < k; i++) { /* sift up */
+        int64_t c = i;
+        h[c] = (int32_t)i;
+        while (c > 0 && before(l, h[(c - 1) / 2], h[c])) {
+            int32_t t = h[c]; h[c] = h[(c - 1) / 2]; h[(c - 1) / 2] = t;
+            c = (c - 1) / 2;
+        }
+    }
+    int64_t i = k;
+    while (i < n) {
+        const float thr = l[h[0]];
+        if (i + 16 <= n) { /* skip blocks with no logit above the root's */
+            int any = 0;
+            for (int j = 0; j < 16; j++) any |= l[i + j] > thr;
+            if (!any) { i += 16; continue; }
+        }
+        const int64_t end = i + 16 <= n ? i + 16 : n;
+        for (; i < end; i++) {
+            if (!(l[i] > l[h[0]])) continue; /* equal: the root's id is lower */
+            h[0] = (int32_t)i; /* replace the root, sift down */
+            for (int64_t c = 0;;) {
+                int64_t a = 2 * c + 1, b = a + 1, m = c;
+                if (a < k && before(l, h[m], h[a])) m = a;
+                if (b < k && before(l, h[m], h[b])) m = b;
+                if (m == c) break;
+                int32_t t = h[c]; h[c] = h[m]; h[m] = t;
+                c = m;
+            }
+        }
+    }
+}
+
 /* idx[0..m) = the first m of idx[0..n) in candidate order, sorted; the rest after them. */
 static void first_m_sorted(dsv3_sampler *s, const float *logits, int64_t n, int64_t m) {
     select_first_k(s->idx, n, m, logits);
@@ -124,7 +163,13 @@ static int64_t candidates(dsv3_sampler *s, const float *logits, int64_t vocab, d
     const float inv_t = 1.0f / s->p.temperature;
     if (s->p.top_k > 0 && s->p.top_k < n) {
         n = s->p.top_k;
-        first_m_sorted(s, logits, vocab, n);
+        if (n <= 1024) { /* idx is the identity here */
+            top_k_heap(s->idx, vocab, n, logits);
+            g_sort_keys = logits;
+            qsort(s->idx, (size_t)n, sizeof(int32_t), by_logit_desc);
+        } else {
+            first_m_sorted(s, logits, vocab, n);
+        }
         sorted = n;
     }
     const float mx = sorted ? logits[s->idx[0]] : logits[dsv3_argmax(logits, vocab)];

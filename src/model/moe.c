@@ -227,20 +227,23 @@ static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t
         if (cnt[a] < n)
             for (int64_t s = slot0[a]; s < slot0[a] + cnt[a]; s++) memcpy(in + s * H, ws->hn + slot_tok[s] * H, sizeof(float) * H);
     }
-    int64_t up_units = 0, down_units = (H + MOE_ROWS - 1) / MOE_ROWS;
-    for (int64_t a = 0; a < A; a++) {
-        const int64_t u = (f[a]->gate.rows + MOE_ROWS - 1) / MOE_ROWS;
-        up_units = u > up_units ? u : up_units;
-    }
+    /* unit rows: MOE_ROWS, halved (down to 32) while a work list would give a thread fewer than 2 units
+     * (small models: a few experts of a few hundred rows) */
+    const int64_t nthr = omp_get_max_threads();
+    int64_t rows_max = 0, ur = MOE_ROWS, dr = MOE_ROWS;
+    for (int64_t a = 0; a < A; a++) rows_max = f[a]->gate.rows > rows_max ? f[a]->gate.rows : rows_max;
+    while (ur > 32 && A * 2 * ((rows_max + ur - 1) / ur) < 2 * nthr) ur /= 2;
+    while (dr > 32 && A * ((H + dr - 1) / dr) < 2 * nthr) dr /= 2;
+    const int64_t up_units = (rows_max + ur - 1) / ur, down_units = (H + dr - 1) / dr;
     const int par = omp_get_max_threads() > 1 && !omp_in_parallel();
 #pragma omp parallel if (par)
     {
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < A * 2 * up_units; it++) { /* (expert, gate|up, row block) */
-            const int64_t a = it / (2 * up_units), which = (it / up_units) % 2, r0 = (it % up_units) * MOE_ROWS;
+            const int64_t a = it / (2 * up_units), which = (it / up_units) % 2, r0 = (it % up_units) * ur;
             const dsv3_weight *W = which ? &f[a]->up : &f[a]->gate;
             if (r0 < W->rows) {
-                const int64_t r1 = r0 + MOE_ROWS < W->rows ? r0 + MOE_ROWS : W->rows;
+                const int64_t r1 = r0 + ur < W->rows ? r0 + ur : W->rows;
                 be->matmul_rows((which ? ub : ga) + goff[a] + r0, W->rows, xin[a], cnt[a], W, r0, r1);
             }
         }
@@ -248,12 +251,12 @@ static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t
         for (int64_t i = 0; i < G; i++) ga[i] = dsv3_silu(ga[i]) * ub[i];
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < A * down_units; it++) { /* down input: the expert's [cnt][its width] block */
-            const int64_t a = it / down_units, r0 = (it % down_units) * MOE_ROWS, r1 = r0 + MOE_ROWS < H ? r0 + MOE_ROWS : H;
+            const int64_t a = it / down_units, r0 = (it % down_units) * dr, r1 = r0 + dr < H ? r0 + dr : H;
             be->matmul_rows(out + slot0[a] * H + r0, H, ga + goff[a], cnt[a], &f[a]->down, r0, r1);
         }
 #pragma omp for schedule(static)
         for (int64_t tj = 0; tj < n * down_units; tj++) {
-            const int64_t t = tj / down_units, j0 = (tj % down_units) * MOE_ROWS, j1 = j0 + MOE_ROWS < H ? j0 + MOE_ROWS : H;
+            const int64_t t = tj / down_units, j0 = (tj % down_units) * dr, j1 = j0 + dr < H ? j0 + dr : H;
             const int32_t *ts = tok_slot + t * (K + 1);
             const float *gw = ws->route_w + t * K;
             float *xt = x + t * H;

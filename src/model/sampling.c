@@ -159,11 +159,13 @@ static void first_m_sorted(dsv3_sampler *s, const float *logits, int64_t n, int6
  * it holds top_p of the mass; with neither, idx is the whole vocab in id order. */
 static int64_t candidates(dsv3_sampler *s, const float *logits, int64_t vocab, double *sum_out) {
     int64_t n = vocab, sorted = 0;
-    for (int64_t i = 0; i < n; i++) s->idx[i] = (int32_t)i;
+    const int heap = s->p.top_k > 0 && s->p.top_k < n && s->p.top_k <= 1024; /* writes idx[0..k) itself */
+    if (!heap)
+        for (int64_t i = 0; i < n; i++) s->idx[i] = (int32_t)i;
     const float inv_t = 1.0f / s->p.temperature;
     if (s->p.top_k > 0 && s->p.top_k < n) {
         n = s->p.top_k;
-        if (n <= 1024) { /* idx is the identity here */
+        if (heap) {
             top_k_heap(s->idx, vocab, n, logits);
             g_sort_keys = logits;
             qsort(s->idx, (size_t)n, sizeof(int32_t), by_logit_desc);

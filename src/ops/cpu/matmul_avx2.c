@@ -86,7 +86,7 @@ AI int fp8_has_nan(const int kind, const uint8_t *p) {
 
 /* out[t*ldo + j] = dot(row j, x[t*ldx ...]) for j < R (<= 2), t < TT (<= 3). */
 AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
-             int64_t ldx, int64_t n, float *out, int64_t ldo, int64_t pf) {
+             int64_t ldx, int64_t n, float *out, int64_t ldo, int64_t ostr, int64_t pf) {
     const int esz = kind == K_F32 ? 4 : kind == K_BF16 || kind == K_F16 ? 2 : 1;
     __m256 acc[2][3][4];
     for (int j = 0; j < R; j++)
@@ -146,7 +146,7 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
         }
     }
     for (int j = 0; j < R; j++)
-        for (int t = 0; t < TT; t++) out[t * ldo + j] = reduce32(acc[j][t][0], acc[j][t][1], acc[j][t][2], acc[j][t][3]);
+        for (int t = 0; t < TT; t++) out[t * ldo + j * ostr] = reduce32(acc[j][t][0], acc[j][t][1], acc[j][t][2], acc[j][t][3]);
 }
 
 /* ------------------------------------------------------------ decode path */
@@ -154,8 +154,8 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
 #define PF_BYTES 16384 /* software prefetch distance of the weight row streams */
 
 #define DIRECT_FN(R, TT, KIND, NAME)                                                                                  \
-    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo) {              \
-        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo, PF_BYTES);                                            \
+    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo, int64_t ostr) { \
+        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo, ostr, PF_BYTES);                                      \
     }
 #define DIRECT_SET(KIND, SFX)                                                                                          \
     DIRECT_FN(2, 1, KIND, d21_##SFX) DIRECT_FN(1, 1, KIND, d11_##SFX) DIRECT_FN(1, 2, KIND, d12_##SFX)                \
@@ -168,7 +168,7 @@ DIRECT_SET(K_E4M3_UNFOLDED, e4m3u)
 DIRECT_SET(K_E5M2, e5m2)
 DIRECT_SET(K_GENERIC, gen)
 
-typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t);
+typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t, int64_t);
 /* [kind][T-1]: {multi-row tile (NULL: none), single-row tile} */
 #define DIRECT_ROW(SFX) {{d21_##SFX, d11_##SFX}, {NULL, d12_##SFX}, {NULL, d13_##SFX}}
 static const direct_fn g_direct[7][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16), DIRECT_ROW(f16), DIRECT_ROW(e4m3),
@@ -177,15 +177,20 @@ static const direct_fn g_direct[7][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16), 
 
 static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                           int64_t o0, int64_t o1, int kind) {
+    /* one token: tiles of 2 rows h apart, each weight stream reading its own run of rows in order (as the
+     * AVX-512 path; adjacent rows interleave two streams in a page) */
     int64_t o = o0;
-    if (T == 1)
-        for (; o + 2 <= o1; o += 2) {
-            row_ref rw[2] = {dsv3_cpu_row(W, o), dsv3_cpu_row(W, o + 1)};
-            g_direct[kind][0][0](W, rw, x, out + (o - obase), ld);
+    if (T == 1) {
+        const int64_t h = (o1 - o0) / 2;
+        for (int64_t i = 0; i < h; i++) {
+            row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};
+            g_direct[kind][0][0](W, rw, x, out + (o0 + i - obase), ld, h);
         }
+        o = o0 + 2 * h;
+    }
     for (; o < o1; o++) {
         row_ref rw = dsv3_cpu_row(W, o);
-        g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld);
+        g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld, 1);
     }
 }
 
@@ -195,7 +200,7 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
 
 #define F32_FN(TT)                                                                                                     \
     static void g1##TT(const row_ref *rw, const float *x, int64_t n, float *out, int64_t ldo) {                       \
-        tile(1, TT, K_F32, NULL, rw, x, n, n, out, ldo, 0);                                                               \
+        tile(1, TT, K_F32, NULL, rw, x, n, n, out, ldo, 1, 0);                                                               \
     }
 F32_FN(1) F32_FN(2) F32_FN(3)
 typedef void (*f32_fn)(const row_ref *, const float *, int64_t, float *, int64_t);

@@ -68,6 +68,14 @@ AI __m256 decode8(const int kind, const uint8_t *p, int64_t i, float sc) {
         if (kind == K_E4M3_UNFOLDED) f = _mm256_mul_ps(f, _mm256_set1_ps(0x1p8f)); /* exact */
         return _mm256_mul_ps(f, _mm256_set1_ps(sc));
     }
+    case K_E4M3_CLEAN: { /* K_E4M3 of a weight without NaN codes */
+        __m128i h = _mm_slli_epi16(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(p + i))), 7);
+        return _mm256_mul_ps(_mm256_cvtph_ps(_mm_and_si128(h, _mm_set1_epi16((short)0xbf80))), _mm256_set1_ps(sc));
+    }
+    case K_E4M3_DWORD: { /* e4m3 * 2^-120 in 32-bit lanes, exactly (matmul_avx512.c e4m3_to_f32_scaled); sc folds 2^120 */
+        __m256i v = _mm256_slli_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + i))), 20);
+        return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0x87f00000u))), _mm256_set1_ps(sc));
+    }
     default: { /* K_E5M2: the top byte of an IEEE half */
         __m128i h = _mm_slli_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(p + i))), 8);
         return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(sc));
@@ -92,9 +100,11 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
     for (int j = 0; j < R; j++)
         for (int t = 0; t < TT; t++)
             for (int q = 0; q < 4; q++) acc[j][t][q] = _mm256_setzero_ps();
-    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
+    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2 || kind == K_E4M3_CLEAN ||
+                    kind == K_E4M3_DWORD;
+    const int check_nan = fp8 && kind != K_E4M3_CLEAN && kind != K_E4M3_DWORD; /* those have none */
     const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
-    const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;
+    const float fold = kind == K_E4M3 || kind == K_E4M3_CLEAN ? 0x1p8f : kind == K_E4M3_DWORD ? 0x1p120f : 1.0f;
     for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) {
         int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
         float sc[2];
@@ -103,7 +113,7 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
             if (pf) /* software prefetch of each row stream (see matmul_avx512.c PF_BYTES) */
                 for (int j = 0; j < R; j++) _mm_prefetch((const char *)rw[j].p + i * esz + pf, _MM_HINT_T0);
             int special = kind == K_GENERIC;
-            if (fp8)
+            if (check_nan)
                 for (int j = 0; j < R; j++) special |= fp8_has_nan(kind, rw[j].p + i);
             if (!special) {
                 for (int q = 0; q < 4; q++) {
@@ -167,12 +177,15 @@ DIRECT_SET(K_E4M3, e4m3)
 DIRECT_SET(K_E4M3_UNFOLDED, e4m3u)
 DIRECT_SET(K_E5M2, e5m2)
 DIRECT_SET(K_GENERIC, gen)
+DIRECT_SET(K_E4M3_CLEAN, e4m3c)
+DIRECT_SET(K_E4M3_DWORD, e4m3d)
 
 typedef void (*direct_fn)(const dsv3_weight *, const row_ref *, const float *, float *, int64_t, int64_t);
 /* [kind][T-1]: {multi-row tile (NULL: none), single-row tile} */
 #define DIRECT_ROW(SFX) {{d21_##SFX, d11_##SFX}, {NULL, d12_##SFX}, {NULL, d13_##SFX}}
-static const direct_fn g_direct[7][3][2] = {DIRECT_ROW(f32),  DIRECT_ROW(bf16), DIRECT_ROW(f16), DIRECT_ROW(e4m3),
-                                            DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2), DIRECT_ROW(gen)};
+static const direct_fn g_direct[9][3][2] = {DIRECT_ROW(f32),   DIRECT_ROW(bf16), DIRECT_ROW(f16),
+                                            DIRECT_ROW(e4m3),  DIRECT_ROW(e4m3u), DIRECT_ROW(e5m2),
+                                            DIRECT_ROW(gen),   DIRECT_ROW(e4m3c), DIRECT_ROW(e4m3d)};
 
 
 static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
@@ -238,6 +251,15 @@ static int matmul_block_avx2(float *out, int64_t ld, const float *x, int64_t T, 
                              int64_t o0, int64_t o1) {
     int kind = dsv3_cpu_kind(W);
     if (T > 3) return matmul_gemm(out, ld, x, T, W, obase, o0, o1);
+    /* as the AVX-512 path: no per-chunk NaN check for weights without NaN codes; E4M3 in 32-bit lanes when
+     * subnormal codes are rare too and the scales fold 2^120 */
+    if (kind == K_E4M3 || kind == K_E4M3_UNFOLDED) {
+        const int scan = dsv3_cpu_fp8_scan(W);
+        if (!(scan & (DSV3_FP8_HAS_NAN | DSV3_FP8_MANY_SUBNORMAL)) && (scan & DSV3_FP8_FOLD120))
+            kind = K_E4M3_DWORD;
+        else if (!(scan & DSV3_FP8_HAS_NAN) && kind == K_E4M3)
+            kind = K_E4M3_CLEAN;
+    }
     matmul_direct(out, ld, x, T, W, obase, o0, o1, kind);
     return 0;
 }

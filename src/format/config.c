@@ -87,15 +87,17 @@ static dsv3_status parse_root(cfg_ctx *c, dsv3_config *cfg) {
     if (cfg->qk_rope_head_dim % 2)
         return dsv3_fail(c->err, DSV3_ERR_FORMAT, "%s: key 'qk_rope_head_dim' must be even", c->name);
     TRY(get_int(c, "v_head_dim", &cfg->v_head_dim, 1, 0, 1, DIM));
-    TRY(get_int(c, "n_routed_experts", &cfg->n_routed_experts, 0, 0, 0, 1 << 20));
+    /* expert counts up to 2^16 (DeepSeek-V3: 256): the router's per-token scratch (2 floats per expert) is on
+     * the stack of the threads that route (moe.c, ffn_train.c) */
+    TRY(get_int(c, "n_routed_experts", &cfg->n_routed_experts, 0, 0, 0, 1 << 16));
     int moe = cfg->n_routed_experts > 0;
     TRY(get_int(c, "moe_intermediate_size", &cfg->moe_intermediate_size, moe, 0, 1, DIM));
     TRY(get_int(c, "n_shared_experts", &cfg->n_shared_experts, 0, 0, 0, 1 << 10));
-    TRY(get_int(c, "num_experts_per_tok", &cfg->num_experts_per_tok, moe, 0, 1, 1 << 20));
+    TRY(get_int(c, "num_experts_per_tok", &cfg->num_experts_per_tok, moe, 0, 1, 1 << 16));
     TRY(get_int(c, "first_k_dense_replace", &cfg->first_k_dense_replace, 0, 0, 0, 4096));
     TRY(get_int(c, "moe_layer_freq", &cfg->moe_layer_freq, 0, 1, 1, 4096));
-    TRY(get_int(c, "n_group", &cfg->n_group, 0, 1, 1, 1 << 20));
-    TRY(get_int(c, "topk_group", &cfg->topk_group, 0, 1, 1, 1 << 20));
+    TRY(get_int(c, "n_group", &cfg->n_group, 0, 1, 1, 1 << 16));
+    TRY(get_int(c, "topk_group", &cfg->topk_group, 0, 1, 1, 1 << 16));
     TRY(get_int(c, "num_nextn_predict_layers", &cfg->num_nextn_predict_layers, 0, 0, 0, 64));
     TRY(get_int(c, "max_position_embeddings", &cfg->max_position_embeddings, 0, 4096, 1, BIG));
     TRY(get_int(c, "bos_token_id", &cfg->bos_token_id, 0, -1, -1, (int64_t)1 << 31));

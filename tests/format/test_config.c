@@ -74,4 +74,7 @@ TEST(config_v2_family) {
     CHECK(c.n_group == 1 && c.topk_group == 1 && c.scoring_func == DSV3_SCORE_SOFTMAX);
     CHECK(parse("{" BASE ",\"n_routed_experts\":4,\"moe_intermediate_size\":4,\"num_experts_per_tok\":5}", &c, &err) != DSV3_OK);
     CHECK(parse("{" BASE ",\"n_routed_experts\":6,\"moe_intermediate_size\":4,\"num_experts_per_tok\":2,\"n_group\":4}", &c, &err) != DSV3_OK);
+    /* more experts than the router's stack scratch is sized for: an error naming the key, not a crash */
+    CHECK(parse("{" BASE ",\"n_routed_experts\":1048576,\"moe_intermediate_size\":4,\"num_experts_per_tok\":2}", &c, &err) != DSV3_OK &&
+          strstr(err.msg, "n_routed_experts"));
 }

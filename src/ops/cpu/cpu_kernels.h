@@ -102,6 +102,17 @@ static inline int dsv3_cpu_kind(const dsv3_weight *W) {
     }
 }
 
+/* The kind the decode kernels use for W (dsv3_cpu_kind's, refined for E4M3): the same values with fewer
+ * operations: no per-chunk NaN check for weights without NaN codes (K_E4M3_CLEAN); in 32-bit lanes when
+ * subnormal codes are rare too and the scales fold 2^120 (K_E4M3_DWORD). Runs the one-time code scan. */
+static inline int dsv3_cpu_fp8_decode_kind(const dsv3_weight *W, int kind) {
+    if (kind != K_E4M3 && kind != K_E4M3_UNFOLDED) return kind;
+    const int scan = dsv3_cpu_fp8_scan(W);
+    if (!(scan & (DSV3_FP8_HAS_NAN | DSV3_FP8_MANY_SUBNORMAL)) && (scan & DSV3_FP8_FOLD120)) return K_E4M3_DWORD;
+    if (!(scan & DSV3_FP8_HAS_NAN) && kind == K_E4M3) return K_E4M3_CLEAN;
+    return kind;
+}
+
 /* One weight row for a tile: data pointer, FP8 scale row, row index (for the generic decode). */
 typedef struct {
     const uint8_t *p;

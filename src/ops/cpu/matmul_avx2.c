@@ -62,15 +62,12 @@ AI __m256 decode8(const int kind, const uint8_t *p, int64_t i, float sc) {
     }
     case K_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
     case K_E4M3:
+    case K_E4M3_CLEAN: /* K_E4M3 of a weight without NaN codes: the same decode, no per-chunk check */
     case K_E4M3_UNFOLDED: {
         __m128i h = _mm_slli_epi16(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(p + i))), 7);
         __m256 f = _mm256_cvtph_ps(_mm_and_si128(h, _mm_set1_epi16((short)0xbf80)));
         if (kind == K_E4M3_UNFOLDED) f = _mm256_mul_ps(f, _mm256_set1_ps(0x1p8f)); /* exact */
         return _mm256_mul_ps(f, _mm256_set1_ps(sc));
-    }
-    case K_E4M3_CLEAN: { /* K_E4M3 of a weight without NaN codes */
-        __m128i h = _mm_slli_epi16(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(p + i))), 7);
-        return _mm256_mul_ps(_mm256_cvtph_ps(_mm_and_si128(h, _mm_set1_epi16((short)0xbf80))), _mm256_set1_ps(sc));
     }
     case K_E4M3_DWORD: { /* e4m3 * 2^-120 in 32-bit lanes, exactly (matmul_avx512.c e4m3_to_f32_scaled); sc folds 2^120 */
         __m256i v = _mm256_slli_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + i))), 20);
@@ -249,18 +246,8 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
 
 static int matmul_block_avx2(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                              int64_t o0, int64_t o1) {
-    int kind = dsv3_cpu_kind(W);
     if (T > 3) return matmul_gemm(out, ld, x, T, W, obase, o0, o1);
-    /* as the AVX-512 path: no per-chunk NaN check for weights without NaN codes; E4M3 in 32-bit lanes when
-     * subnormal codes are rare too and the scales fold 2^120 */
-    if (kind == K_E4M3 || kind == K_E4M3_UNFOLDED) {
-        const int scan = dsv3_cpu_fp8_scan(W);
-        if (!(scan & (DSV3_FP8_HAS_NAN | DSV3_FP8_MANY_SUBNORMAL)) && (scan & DSV3_FP8_FOLD120))
-            kind = K_E4M3_DWORD;
-        else if (!(scan & DSV3_FP8_HAS_NAN) && kind == K_E4M3)
-            kind = K_E4M3_CLEAN;
-    }
-    matmul_direct(out, ld, x, T, W, obase, o0, o1, kind);
+    matmul_direct(out, ld, x, T, W, obase, o0, o1, dsv3_cpu_fp8_decode_kind(W, dsv3_cpu_kind(W)));
     return 0;
 }
 

@@ -10,7 +10,7 @@
  *    far apart, each read front to back: see matmul_direct); every 32-element
  *    weight chunk is decoded in registers once and used for all T tokens.
  *  - T > 4 (prefill, batches): groups of rows (~128 KiB of weights) swept by every
- *    group of 4 tokens with the same tiles (matmul_grouped): the weights come from
+ *    group of 4 tokens with the same tiles (matmul_block_avx512): the weights come from
  *    memory once and are decoded in registers per token group, from L2. (A GEMM
  *    over an f32 copy of the rows, 4 rows x 3 tokens per tile, measured 1.5-2x
  *    slower at 16-64 tokens on Zen 5: 4 bytes of L2 traffic per weight and token tile.)
@@ -362,9 +362,8 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
     g_direct[kind][slot][1](W, x, out + (o0 + R * h - obase), ld, o0 + R * h, 1, o1 - o0 - R * h);
 }
 
-/* Activations for K_BF16_SPLIT, at most SPLIT_X_MAX floats (on the stack; longer rows take K_BF16): each
- * full 32-element chunk of a row becomes its 16 even-k then its 16 odd-k elements; the tail is copied. */
-#define SPLIT_X_MAX 16384
+/* Activations for K_BF16_SPLIT: each full 32-element chunk of a row becomes its 16 even-k then its 16 odd-k
+ * elements; the tail is copied. */
 static void split_x(float *xs, const float *x, int64_t T, int64_t n) {
     const int64_t nfull = n - n % LANES;
     const __m512i even_k = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -381,30 +380,26 @@ static void split_x(float *xs, const float *x, int64_t T, int64_t n) {
     }
 }
 
-#define SPLIT_MIN_T 2 /* tokens from which K_BF16 takes the split (one token measured slower that way) */
-/* Not inlined: only these calls carry the split activations' stack frame. */
-static __attribute__((noinline)) void matmul_direct_split(float *out, int64_t ld, const float *x, int64_t T,
-                                                          const dsv3_weight *W, int64_t obase, int64_t o0, int64_t o1) {
-    float xs[SPLIT_X_MAX] __attribute__((aligned(64)));
-    split_x(xs, x, T, W->cols);
-    matmul_direct(out, ld, xs, T, W, obase, o0, o1, K_BF16_SPLIT);
-}
-
-/* ----------------------------------------------------------- prefill path */
-
-/* More tokens than a direct tile takes: groups of rows of about GROUP_BYTES of weights, each swept by
- * every token group of DSV3_CPU_DIRECT_MAX_T with the direct tiles (weights decoded in registers once
- * per token group, from L2 after the first): the weights come from memory once, as bf16/fp8, not as an
- * f32 copy. BF16 activations are split once for the split decode. */
-#define GROUP_BYTES (128 << 10) /* 64-256 KiB measured alike (Zen 5, 1 MB L2) */
+#define SPLIT_MIN_T 2              /* tokens from which K_BF16 takes the split (one token measured slower that way) */
+#define GROUP_BYTES (128 << 10)    /* 64-256 KiB measured alike (Zen 5, 1 MB L2) */
 #define XSPLIT_FLOATS (128 << 10)  /* split activations per block: 512 KiB of scratch per thread */
-static int matmul_grouped(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
-                          int64_t o0, int64_t o1, int kind) {
-    const int64_t n = W->cols, esz = (int64_t)dsv3_dtype_size(W->dtype), rb = n * (esz > 0 ? esz : 1);
-    int64_t G = rb > 0 ? GROUP_BYTES / rb : 64;
-    G = G < 8 ? 8 : G - G % 8;
-    /* BF16: blocks of tokens whose split activations fit XSPLIT_FLOATS (the weights are swept once per block) */
-    const int split = kind == K_BF16;
+
+/* Up to DSV3_CPU_DIRECT_MAX_T tokens (decode): the direct tiles over all rows at once. More: groups of rows of
+ * about GROUP_BYTES of weights, each swept by every token group of DSV3_CPU_DIRECT_MAX_T with the same tiles
+ * (weights decoded in registers once per token group, from L2 after the first): the weights come from memory
+ * once, as bf16/fp8, not as an f32 copy. BF16 activations of 2+ tokens are split (K_BF16_SPLIT) into the
+ * thread's scratch, in blocks of tokens of at most XSPLIT_FLOATS (the weights are swept once per block). */
+static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
+                               int64_t o0, int64_t o1) {
+    const int kind = dsv3_cpu_fp8_decode_kind(W, dsv3_cpu_kind(W));
+    const int64_t n = W->cols;
+    int64_t G = o1 - o0;
+    if (T > DSV3_CPU_DIRECT_MAX_T) {
+        const int64_t esz = (int64_t)dsv3_dtype_size(W->dtype), rb = n * (esz > 0 ? esz : 1);
+        G = rb > 0 ? GROUP_BYTES / rb : 64;
+        G = G < 8 ? 8 : G - G % 8;
+    }
+    const int split = kind == K_BF16 && T >= SPLIT_MIN_T;
     int64_t TB = T;
     float *xs = NULL;
     if (split) {
@@ -428,29 +423,6 @@ static int matmul_grouped(float *out, int64_t ld, const float *x, int64_t T, con
             }
         }
     }
-    return 0;
-}
-
-static void decode_row_avx512(const dsv3_weight *W, int64_t r, float *dst);
-
-static int matmul_block_avx512(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
-                               int64_t o0, int64_t o1) {
-    int kind = dsv3_cpu_kind(W);
-    /* the same values with fewer operations: no per-chunk NaN check for weights without NaN codes;
-     * E4M3 in 32-bit lanes when subnormal codes are rare too and the scales fold 2^120 */
-    if (kind == K_E4M3 || kind == K_E4M3_UNFOLDED) {
-        const int scan = dsv3_cpu_fp8_scan(W);
-        if (!(scan & (DSV3_FP8_HAS_NAN | DSV3_FP8_MANY_SUBNORMAL)) && (scan & DSV3_FP8_FOLD120))
-            kind = K_E4M3_DWORD;
-        else if (!(scan & DSV3_FP8_HAS_NAN) && kind == K_E4M3)
-            kind = K_E4M3_CLEAN;
-    }
-    if (T > DSV3_CPU_DIRECT_MAX_T) return matmul_grouped(out, ld, x, T, W, obase, o0, o1, kind);
-    if (kind == K_BF16 && T >= SPLIT_MIN_T && T * W->cols <= SPLIT_X_MAX) {
-        matmul_direct_split(out, ld, x, T, W, obase, o0, o1);
-        return 0;
-    }
-    matmul_direct(out, ld, x, T, W, obase, o0, o1, kind);
     return 0;
 }
 

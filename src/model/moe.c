@@ -111,6 +111,18 @@ static void moe_tokens(dsv3_model *m, const dsv3_layer *L, int64_t n) {
     }
 }
 
+/* One token's combine over columns [j0, j1): y = shared output (sh, or 0 without shared experts), then
+ * y = fmaf(g_k, o_k, y) over its K experts by ascending id (rows[k]: its output row in out), x += y. The
+ * per-element sequence of moe_tokens, so every MoE path gives the same bits. */
+static inline void combine_token(float *xt, const float *sh, const float *out, const int32_t *rows, const float *gw,
+                                 int64_t K, int64_t H, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; j++) {
+        float y = sh ? sh[j] : 0.0f;
+        for (int64_t k = 0; k < K; k++) y = fmaf(gw[k], out[rows[k] * H + j], y);
+        xt[j] += y;
+    }
+}
+
 /* Many tokens, experts in parallel (prefill): where moe_tokens forks the threads for every matmul of
  * every expert (3 x E regions per layer, the gathers and SwiGLU between them on one thread), here each
  * thread runs whole experts (gather, gate, up, SwiGLU, down; most tokens first, dynamic) into one
@@ -166,14 +178,8 @@ static void moe_tokens_parallel(dsv3_model *m, const dsv3_layer *L, float *x, in
             }
 #pragma omp for schedule(static)
             for (int64_t t = 0; t < nb; t++) {
-                const float *gw = ws->route_w + (b0 + t) * K, *sh = ws->proj + (b0 + t) * H;
-                const int32_t *rows = tk_row + t * K;
-                float *xt = x + (b0 + t) * H;
-                for (int64_t j = 0; j < H; j++) {
-                    float y = shared ? sh[j] : 0.0f;
-                    for (int64_t k = 0; k < K; k++) y = fmaf(gw[k], out[rows[k] * H + j], y);
-                    xt[j] += y;
-                }
+                combine_token(x + (b0 + t) * H, shared ? ws->proj + (b0 + t) * H : NULL, out, tk_row + t * K,
+                              ws->route_w + (b0 + t) * K, K, H, 0, H);
             }
         }
     }
@@ -258,13 +264,7 @@ static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t
         for (int64_t tj = 0; tj < n * down_units; tj++) {
             const int64_t t = tj / down_units, j0 = (tj % down_units) * dr, j1 = j0 + dr < H ? j0 + dr : H;
             const int32_t *ts = tok_slot + t * (K + 1);
-            const float *gw = ws->route_w + t * K;
-            float *xt = x + t * H;
-            for (int64_t j = j0; j < j1; j++) {
-                float y = shared ? out[ts[0] * H + j] : 0.0f;
-                for (int64_t k = 0; k < K; k++) y = fmaf(gw[k], out[ts[1 + k] * H + j], y);
-                xt[j] += y;
-            }
+            combine_token(x + t * H, shared ? out + ts[0] * H : NULL, out, ts + 1, ws->route_w + t * K, K, H, j0, j1);
         }
     }
 }

@@ -47,20 +47,19 @@ static double peak_rss_mib(void) {
 
 /* "64,4096" -> ascending unique list; 0 on success. */
 static int parse_ctx_list(const char *s, long *ctx, int *n) {
-    char buf[256];
-    if (strlen(s) >= sizeof buf) return -1;
-    strcpy(buf, s);
+    long v[MAX_CTX];
+    int m;
+    if (bench_parse_list(s, 1, 1 << 20, MAX_CTX, v, &m)) return -1;
     *n = 0;
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        long v;
-        if (*n == MAX_CTX || bench_parse_long(tok, 1, 1 << 20, &v)) return -1;
+    for (int i = 0; i < m; i++) { /* insertion into the sorted list, duplicates dropped */
         int k = *n;
-        while (k > 0 && ctx[k - 1] > v) { ctx[k] = ctx[k - 1]; k--; }
-        if (k > 0 && ctx[k - 1] == v) { memmove(ctx + k, ctx + k + 1, sizeof(long) * (size_t)(*n - k)); continue; }
-        ctx[k] = v;
+        while (k > 0 && ctx[k - 1] > v[i]) k--;
+        if (k > 0 && ctx[k - 1] == v[i]) continue;
+        memmove(ctx + k + 1, ctx + k, sizeof(long) * (size_t)(*n - k));
+        ctx[k] = v[i];
         (*n)++;
     }
-    return *n > 0 ? 0 : -1;
+    return 0;
 }
 
 /* Bytes of the weights one decode step of the main model reads: every tensor of

@@ -28,15 +28,11 @@ static void usage(FILE *f) {
                "  --rounds R     rounds of (read, matmul); the ratio is their median (default 5)\n");
 }
 
-/* Best-of-3 GB/s of a sum-reduce over [p, p + bytes) (p 64-byte aligned, bytes a multiple of 64 KiB). */
-static double read_gbs(const float *p, size_t bytes, int threads, double *sink) {
-    const size_t chunk = MEMBW_CHUNK, nchunks = bytes / (chunk * sizeof(float));
-    double best = 0;
+/* Best-of-3 GB/s of membw_pass over the view. */
+static double read_gbs(const membw_buf *view, double *sink) {
+    double best = 0, s = 0;
     for (int k = 0; k < 3; k++) {
-        double s = 0, t0 = dsv3_now_s();
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : s)
-        for (size_t c = 0; c < nchunks; c++) s += membw_sum(p + c * chunk, chunk);
-        double g = (double)(nchunks * chunk * sizeof(float)) / 1e9 / (dsv3_now_s() - t0);
+        const double g = membw_pass(view, &s);
         best = g > best ? g : best;
         *sink += s;
     }
@@ -99,6 +95,7 @@ int main(int argc, char **argv) {
     /* the read covers the tensor's bytes from the first 64-byte boundary, in whole 64 KiB units */
     const uintptr_t p0 = ((uintptr_t)tv->data + 63) / 64 * 64;
     const size_t rbytes = (size_t)(tv->nbytes - (p0 - (uintptr_t)tv->data)) / (64 << 10) * (64 << 10);
+    const membw_buf view = {(float *)p0, rbytes / (MEMBW_CHUNK * sizeof(float)), nthreads}; /* read only */
     float *x = malloc(sizeof(float) * (size_t)(T * W.cols)), *y = malloc(sizeof(float) * (size_t)(T * W.rows));
     double *ratio = malloc(sizeof(double) * (size_t)rounds);
     if (!x || !y || !ratio || rbytes == 0) {
@@ -109,11 +106,11 @@ int main(int argc, char **argv) {
     const dsv3_backend *be = dsv3_backend_cpu();
     double sink = 0;
     be->matmul(y, x, T, &W); /* warm-up: pages mapped, one-time weight scans */
-    (void)read_gbs((const float *)p0, rbytes, nthreads, &sink);
+    (void)read_gbs(&view, &sink);
     printf("tensor %s: %s [%lld, %lld], %.1f MB, %ld token(s), %d thread(s)\n", name, dsv3_dtype_name(W.dtype),
            (long long)W.rows, (long long)W.cols, (double)tv->nbytes / 1e6, T, nthreads);
     for (long r = 0; r < rounds; r++) {
-        const double rd = read_gbs((const float *)p0, rbytes, nthreads, &sink);
+        const double rd = read_gbs(&view, &sink);
         double best = 1e30;
         for (int k = 0; k < 3; k++) {
             double t0 = dsv3_now_s();

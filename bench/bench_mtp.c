@@ -72,7 +72,8 @@ static double run(dsv3_model *m, const int32_t *prompt, int64_t np, int64_t n_ne
 
 int main(int argc, char **argv) {
     const char *model_dir = "models/dsv3-kjv-tiny", *prompts[MAX_PROMPTS];
-    int n_prompts = 0, n_drafts = 0, drafts[MAX_DRAFTS];
+    int n_prompts = 0, n_drafts = 0;
+    long drafts[MAX_DRAFTS];
     long n_new = 256, threads = 1, repeat = 5, draft_vocab = 1024;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -87,20 +88,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-t")) bad = bench_parse_long(v, 0, 4096, &threads);
         else if (!strcmp(a, "--repeat")) bad = bench_parse_long(v, 1, 1000, &repeat);
         else if (!strcmp(a, "--draft-vocab")) bad = bench_parse_long(v, 0, INT32_MAX, &draft_vocab);
-        else if (!strcmp(a, "--drafts")) {
-            char buf[64];
-            n_drafts = 0;
-            if (strlen(v) >= sizeof buf) bad = 1;
-            else {
-                strcpy(buf, v);
-                for (char *tok = strtok(buf, ","); tok && !bad; tok = strtok(NULL, ",")) {
-                    long d;
-                    if (n_drafts == MAX_DRAFTS || bench_parse_long(tok, 1, MAX_DRAFTS, &d)) bad = 1;
-                    else drafts[n_drafts++] = (int)d;
-                }
-                if (!n_drafts) bad = 1;
-            }
-        } else bad = 1;
+        else if (!strcmp(a, "--drafts")) bad = bench_parse_list(v, 1, MAX_DRAFTS, MAX_DRAFTS, drafts, &n_drafts);
+        else bad = 1;
         if (bad) {
             fprintf(stderr, "bench_mtp: bad or incomplete argument '%s'\n", a);
             usage(stderr);
@@ -157,7 +146,7 @@ int main(int argc, char **argv) {
                 tps[(p * nv + v) * repeat + r] = s;
                 if (r == 0) acc[p][v] = gs.mtp_accepted, prop[p][v] = gs.mtp_drafted;
                 if (v && (got.n != ref.n || memcmp(got.ids, ref.ids, sizeof(int32_t) * (size_t)ref.n))) {
-                    fprintf(stderr, "bench_mtp: prompt %d, %d drafts: output differs from plain decoding\n", p, drafts[v - 1]);
+                    fprintf(stderr, "bench_mtp: prompt %d, %ld drafts: output differs from plain decoding\n", p, drafts[v - 1]);
                     differ = 1;
                 }
             }
@@ -169,7 +158,7 @@ int main(int argc, char **argv) {
         printf("prompt %d \"%s\" (%zu tokens)\n  plain      %8.1f tok/s\n", p, prompts[p], np_tok, med[0]);
         for (int v = 1; v < nv; v++) {
             med_speedup[v - 1][p] = med[v] / med[0];
-            printf("  %d draft%s   %8.1f tok/s  %.2fx  accepted %lld / %lld (%.1f%%)\n", drafts[v - 1],
+            printf("  %ld draft%s   %8.1f tok/s  %.2fx  accepted %lld / %lld (%.1f%%)\n", drafts[v - 1],
                    drafts[v - 1] > 1 ? "s" : " ", med[v], med[v] / med[0], acc[p][v], prop[p][v],
                    prop[p][v] ? 100.0 * (double)acc[p][v] / (double)prop[p][v] : 0.0);
         }
@@ -182,7 +171,7 @@ int main(int argc, char **argv) {
             for (int p = 0; p < n_prompts; p++) a += acc[p][d + 1], q += prop[p][d + 1];
             double sp[MAX_PROMPTS];
             memcpy(sp, med_speedup[d], sizeof(double) * (size_t)n_prompts);
-            printf("%s{\"drafts\":%d,\"median_speedup\":%.3f,\"accepted\":%lld,\"drafted\":%lld}", d ? "," : "", drafts[d],
+            printf("%s{\"drafts\":%ld,\"median_speedup\":%.3f,\"accepted\":%lld,\"drafted\":%lld}", d ? "," : "", drafts[d],
                    dsv3_median(sp, n_prompts), a, q);
         }
         printf("]}\n");

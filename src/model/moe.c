@@ -241,7 +241,7 @@ static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t
     while (ur > 32 && A * 2 * ((rows_max + ur - 1) / ur) < 2 * nthr) ur /= 2;
     while (dr > 32 && A * ((H + dr - 1) / dr) < 2 * nthr) dr /= 2;
     const int64_t up_units = (rows_max + ur - 1) / ur, down_units = (H + dr - 1) / dr;
-    const int par = omp_get_max_threads() > 1 && !omp_in_parallel();
+    const int par = nthr > 1 && !omp_in_parallel();
 #pragma omp parallel if (par)
     {
 #pragma omp for schedule(static)

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "dsv3/dtype.h"
+#include "model/mla_kernels.h"
 #include "model/model_internal.h"
 
 /* 512-bit vectors for the loops below when the target has them (GCC otherwise prefers 256 bits on
@@ -503,9 +504,11 @@ __attribute__((target("avx512f"))) static inline void reduce16_x8(const __m512 a
 DEFINE_OUTPUT4_AVX512(, float, LOAD_W_F32)
 DEFINE_OUTPUT4_AVX512(_bf16, uint16_t, LOAD_W_BF16)
 #define MLA_SIMD() (dsv3_cpu_isa_get() >= DSV3_CPU_ISA_AVX512)
+#define MLA_AVX2() (dsv3_cpu_isa_get() == DSV3_CPU_ISA_AVX2) /* mla_avx2.c */
 #endif
 #ifndef HAVE_SCORES_ROWS_AVX512 /* other targets: the portable kernels (same bits) */
 #define MLA_SIMD() 0
+#define MLA_AVX2() 0
 #define scores_tile_16_avx512 scores_tile_16
 #define accumulate_rows4_avx512 accumulate_rows4
 #endif
@@ -582,11 +585,15 @@ static void absorb_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, f
     int64_t i = 0;
     if (a->kvb16) {
         const uint16_t *wuk = a->kvb16 + h * a->kvb_stride * a->kvl;
+        if (MLA_AVX2())
+            for (; i + 4 <= nt; i += 4) dsv3_mla_absorb4_bf16_avx2(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
         for (; i + 4 <= nt; i += 4) absorb_4_bf16(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
         for (; i < nt; i++) absorb_1_bf16(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
         return;
     }
     const float *wuk = head_rows(a, h, 0, a->nope);
+    if (MLA_AVX2())
+        for (; i + 4 <= nt; i += 4) dsv3_mla_absorb4_f32_avx2(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
     for (; i + 4 <= nt; i += 4) absorb_4(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
     for (; i < nt; i++) absorb_1(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
 }
@@ -602,6 +609,8 @@ static void output_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, c
         if (MLA_SIMD())
             for (; i + 4 <= nt; i += 4) output_4_bf16_avx512(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
 #endif
+        if (MLA_AVX2())
+            for (; i + 4 <= nt; i += 4) dsv3_mla_output4_bf16_avx2(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
         for (; i + 4 <= nt; i += 4) output_4_bf16(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
         for (; i < nt; i++) output_1_bf16(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
         return;
@@ -611,6 +620,8 @@ static void output_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, c
     if (MLA_SIMD())
         for (; i + 4 <= nt; i += 4) output_4_avx512(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
 #endif
+    if (MLA_AVX2())
+        for (; i + 4 <= nt; i += 4) dsv3_mla_output4_f32_avx2(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
     for (; i + 4 <= nt; i += 4) output_4(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
     for (; i < nt; i++) output_1(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
 }
@@ -638,7 +649,7 @@ static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     const float *keys = token_keys(a, t);
     float tile[ROW_TILE * 16];
     /* a speed choice only: the kernels give the same bits (the golden test compares the ISA paths) */
-    const int simd = MLA_SIMD();
+    const int simd = MLA_SIMD(), avx2 = MLA_AVX2();
 #ifdef HAVE_SCORES_ROWS_AVX512
     if (gh <= 8 && simd) {
         for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
@@ -651,6 +662,7 @@ static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
         const int64_t nt = s0 + ns - s < ROW_TILE ? s0 + ns - s : ROW_TILE;
         if (HL == 16 && simd) scores_tile_16_avx512(qt, keys + s * row, row, nt, row, a->sigma, tile);
+        else if (HL == 16 && avx2) dsv3_mla_scores_tile16_avx2(qt, keys + s * row, row, nt, row, a->sigma, tile);
         else if (HL == 16) scores_tile_16(qt, keys + s * row, row, nt, row, a->sigma, tile);
         else scores_tile_8(qt, keys + s * row, row, nt, row, a->sigma, tile);
         for (int64_t g = 0; g < gh; g++)
@@ -711,6 +723,7 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
 #endif
     for (; g + 4 <= gh; g += 4) {
         if (simd) accumulate_rows4_avx512(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
+        else if (MLA_AVX2()) dsv3_mla_accumulate_rows4_avx2(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
         else accumulate_rows4(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
     }
     for (; g < gh; g++) accumulate_rows(out + g * ost, sc + g * pst, pss, keys, row, ns, kvl);

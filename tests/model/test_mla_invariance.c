@@ -151,9 +151,10 @@ static void thread_invariance(const char *set, int64_t long_len) {
 TEST(mla_thread_group_invariance_tiny) { thread_invariance("tiny", 0); }
 TEST(mla_thread_group_invariance_small) { thread_invariance("small", 261); }
 
-/* The tiny fixture's config with 2 layers, kv_lora_rank 200 (128 + 72: kernel blocks and tails) and,
+/* The tiny fixture's config with 2 layers, kv_lora_rank g_kvl (default 200 = 128 + 72: kernel blocks and tails) and,
  * when > 0, `heads` heads; when >= 0, `shared_experts` shared experts; written to tmp/<name> as F32
  * and loaded. NULL (test failed or skipped) when it cannot be made. */
+static int g_kvl = 200;
 static dsv3_model *config_model(const char *name, int heads, int shared_experts) {
     const char *fx = test_fixtures_dir();
     if (!fx) { test_skip("fixtures absent"); return NULL; }
@@ -166,7 +167,7 @@ static dsv3_model *config_model(const char *name, int heads, int shared_experts)
         json_object_set_new(cfg, "num_key_value_heads", json_integer(heads));
     }
     if (shared_experts >= 0) json_object_set_new(cfg, "n_shared_experts", json_integer(shared_experts));
-    json_object_set_new(cfg, "kv_lora_rank", json_integer(200));
+    json_object_set_new(cfg, "kv_lora_rank", json_integer(g_kvl));
     json_object_set_new(cfg, "num_hidden_layers", json_integer(2));
     snprintf(path, sizeof path, "%s/%s.json", test_tmp_dir(), name);
     snprintf(dir, sizeof dir, "%s/%s", test_tmp_dir(), name);
@@ -215,6 +216,16 @@ TEST(mla_isa_paths_bitwise_16_heads) {
     dsv3_model *m = mla16_model();
     if (!m) return;
     isa_paths_bitwise(m, "16 heads");
+    dsv3_model_free(m);
+}
+
+/* kv_lora_rank 203: every kernel's column tail (203 = 8 x 24 + 8 + 3 = 12 x 16 + 11). */
+TEST(mla_isa_paths_bitwise_16_heads_odd_latent) {
+    g_kvl = 203;
+    dsv3_model *m = config_model("mla16-203", 16, -1);
+    g_kvl = 200;
+    if (!m) return;
+    isa_paths_bitwise(m, "16 heads, kv_lora_rank 203");
     dsv3_model_free(m);
 }
 

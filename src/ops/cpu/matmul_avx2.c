@@ -231,9 +231,16 @@ AI void gemm_tile(const int R, const int TT, const float *w, int64_t ws, const f
         const float *wq = w + q * L, *xq = x + q * L;
         for (int64_t k = 0; k < L; k += 8) {
             __m256 wv[GR];
-            for (int j = 0; j < R; j++) wv[j] = _mm256_load_ps(wq + j * ws + k);
+            /* w and x pinned in registers (12 accumulators + 3 w + 1 x = 16 ymm): gcc would otherwise fold
+             * the loads of one of them into every FMA, 15 loads per 12 FMAs, load bound at two 256-bit
+             * loads per cycle */
+            for (int j = 0; j < R; j++) {
+                wv[j] = _mm256_load_ps(wq + j * ws + k);
+                __asm__("" : "+x"(wv[j]));
+            }
             for (int t = 0; t < TT; t++) {
                 __m256 xv = _mm256_load_ps(xq + t * xs + k);
+                __asm__("" : "+x"(xv));
                 for (int j = 0; j < R; j++) acc[j][t] = _mm256_fmadd_ps(wv[j], xv, acc[j][t]);
             }
         }

@@ -1,0 +1,197 @@
+/* AVX2+FMA kernels of the absorbed MLA (mla.c), bitwise equal to its portable
+ * kernels: every output element gets the same fmaf chain in the same order
+ * (see the kernels' comments in mla.c), only with explicit registers. gcc's
+ * vectorisation of the portable kernels keeps 32-64 accumulators (sized for
+ * AVX-512) and spills them on a 16-register ISA; these tiles keep theirs in
+ * registers: 12 accumulators, each fed by 7-10 loads per 12 FMAs. */
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
+#include "dsv3/dtype.h"
+#include "model/mla_kernels.h"
+
+#define AI static inline __attribute__((always_inline))
+
+/* 8 weights at w[0..7] as f32 (BF16: exact widening). */
+AI __m256 load8_f32(const float *w) { return _mm256_loadu_ps(w); }
+AI __m256 load8_bf16(const uint16_t *w) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)w)), 16));
+}
+/* one weight (the tails) */
+AI float one_f32(const float *w) { return *w; }
+AI float one_bf16(const uint16_t *w) { return dsv3_bf16_to_f32(*w); }
+
+/* ---- scores: out[i*16 + h] = scale * sum_j qT[j*16 + h] rows[i][j], one fmaf chain per (row, head), j
+ * ascending (mla.c scores_tile_16). Heads are the lanes (2 ymm); R rows share each qT load. */
+AI void scores_rows16(const int R, const float *qT, const float *rows, int64_t ld, int64_t len, float scale,
+                      float *out, const char *pf, int64_t pf_lines) {
+    __m256 a[6][2];
+    for (int i = 0; i < R; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < len; j++) {
+        if (pf && !(j & 1) && (j >> 1) < pf_lines) _mm_prefetch(pf + (j >> 1) * 64, _MM_HINT_T0);
+        const __m256 q0 = _mm256_loadu_ps(qT + j * 16), q1 = _mm256_loadu_ps(qT + j * 16 + 8);
+        for (int i = 0; i < R; i++) {
+            const __m256 k = _mm256_broadcast_ss(rows + i * ld + j);
+            a[i][0] = _mm256_fmadd_ps(q0, k, a[i][0]);
+            a[i][1] = _mm256_fmadd_ps(q1, k, a[i][1]);
+        }
+    }
+    const __m256 sv = _mm256_set1_ps(scale);
+    for (int i = 0; i < R; i++) {
+        _mm256_storeu_ps(out + i * 16, _mm256_mul_ps(a[i][0], sv));
+        _mm256_storeu_ps(out + i * 16 + 8, _mm256_mul_ps(a[i][1], sv));
+    }
+}
+
+#define PF_ROWS 16 /* prefetch the rows this far ahead (strided short rows defeat the hardware prefetcher) */
+
+void dsv3_mla_scores_tile16_avx2(const float *qT, const float *rows, int64_t ld, int64_t nrows, int64_t len,
+                                 float scale, float *out) {
+    int64_t i = 0;
+    const int64_t pf_lines = 6 * ld * (int64_t)sizeof(float) / 64;
+    for (; i + 6 <= nrows; i += 6)
+        scores_rows16(6, qT, rows + i * ld, ld, len, scale, out + i * 16, (const char *)(rows + (i + PF_ROWS) * ld),
+                      pf_lines);
+    switch (nrows - i) {
+    case 5: scores_rows16(5, qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0); break;
+    case 4: scores_rows16(4, qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0); break;
+    case 3: scores_rows16(3, qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0); break;
+    case 2: scores_rows16(2, qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0); break;
+    case 1: scores_rows16(1, qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0); break;
+    default: break;
+    }
+}
+
+/* ---- latent sums: lat[g*lst + j] = fmaf(p[g*pst + s*pss], rows[s][j], lat[g*lst + j]) for s ascending, 4
+ * heads g (mla.c accumulate_rows4). 4 heads x NV ymm of columns per block: NV row loads + 4 broadcasts
+ * per 4*NV FMAs. */
+AI void acc4_block(const int NV, float *lat, int64_t lst, const float *p, int64_t pst, int64_t pss, const float *rows,
+                   int64_t ld, int64_t ns) {
+    __m256 a[4][3];
+    for (int g = 0; g < 4; g++)
+        for (int v = 0; v < NV; v++) a[g][v] = _mm256_loadu_ps(lat + g * lst + 8 * v);
+    for (int64_t s = 0; s < ns; s++) {
+        const float *r = rows + s * ld, *ps = p + s * pss;
+        __m256 x[3];
+        for (int v = 0; v < NV; v++) x[v] = _mm256_loadu_ps(r + 8 * v);
+        for (int g = 0; g < 4; g++) {
+            const __m256 pg = _mm256_broadcast_ss(ps + g * pst);
+            for (int v = 0; v < NV; v++) a[g][v] = _mm256_fmadd_ps(pg, x[v], a[g][v]);
+        }
+    }
+    for (int g = 0; g < 4; g++)
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(lat + g * lst + 8 * v, a[g][v]);
+}
+
+void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int64_t pst, int64_t pss,
+                                    const float *rows, int64_t ld, int64_t ns, int64_t len) {
+    int64_t j = 0;
+    for (; j + 24 <= len; j += 24) acc4_block(3, lat + j, lst, p, pst, pss, rows + j, ld, ns);
+    for (; j + 8 <= len; j += 8) acc4_block(1, lat + j, lst, p, pst, pss, rows + j, ld, ns);
+    for (int g = 0; g < 4 && j < len; g++)
+        for (int64_t s = 0; s < ns; s++) {
+            const float ps = p[g * pst + s * pss], *r = rows + s * ld;
+            for (int64_t k = j; k < len; k++) lat[g * lst + k] = __builtin_fmaf(ps, r[k], lat[g * lst + k]);
+        }
+}
+
+/* ---- absorbed queries: qt[t*lq + j] = sum_d W_UK[d][j] qc[t*lqc + d], one fmaf chain per element from 0,
+ * d ascending (mla.c absorb_4): 4 tokens x NV ymm of columns per block. */
+#define DEFINE_ABSORB4_AVX2(SFX, WT)                                                                           \
+    AI void absorb4_block##SFX(const int NV, float *qt, int64_t lq, const float *qc, int64_t lqc, const WT *wuk, \
+                               int64_t nope, int64_t kvl) {                                                    \
+        __m256 a[4][3];                                                                                        \
+        for (int t = 0; t < 4; t++)                                                                            \
+            for (int v = 0; v < NV; v++) a[t][v] = _mm256_setzero_ps();                                        \
+        for (int64_t d = 0; d < nope; d++) {                                                                   \
+            __m256 w[3];                                                                                       \
+            for (int v = 0; v < NV; v++) w[v] = load8##SFX(wuk + d * kvl + 8 * v);                             \
+            for (int t = 0; t < 4; t++) {                                                                      \
+                const __m256 q = _mm256_broadcast_ss(qc + t * lqc + d);                                        \
+                for (int v = 0; v < NV; v++) a[t][v] = _mm256_fmadd_ps(w[v], q, a[t][v]);                     \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int t = 0; t < 4; t++)                                                                            \
+            for (int v = 0; v < NV; v++) _mm256_storeu_ps(qt + t * lq + 8 * v, a[t][v]);                       \
+    }                                                                                                          \
+    void dsv3_mla_absorb4##SFX##_avx2(float *qt, int64_t lq, const float *qc, int64_t lqc, const WT *wuk,      \
+                                      int64_t nope, int64_t kvl) {                                             \
+        int64_t j = 0;                                                                                         \
+        for (; j + 24 <= kvl; j += 24) absorb4_block##SFX(3, qt + j, lq, qc, lqc, wuk + j, nope, kvl);         \
+        for (; j + 8 <= kvl; j += 8) absorb4_block##SFX(1, qt + j, lq, qc, lqc, wuk + j, nope, kvl);           \
+        for (int t = 0; t < 4 && j < kvl; t++) {                                                               \
+            float *o = qt + t * lq;                                                                            \
+            for (int64_t k = j; k < kvl; k++) o[k] = 0.0f;                                                     \
+            for (int64_t d = 0; d < nope; d++) {                                                               \
+                const float qd = qc[t * lqc + d];                                                              \
+                for (int64_t k = j; k < kvl; k++) o[k] = __builtin_fmaf(one##SFX(wuk + d * kvl + k), qd, o[k]);  \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+
+DEFINE_ABSORB4_AVX2(_f32, float)
+DEFINE_ABSORB4_AVX2(_bf16, uint16_t)
+
+/* ---- W_UV outputs: out[t*lo + v] = W_UV[v] . lat_t as 16 lane chains (element j into lane j % 16, j
+ * ascending, the tail into lanes 0..) and mla.c's reduce16 (mla.c output_4). R rows x 2 tokens x 2 ymm. */
+
+/* reduce16 of lanes lo (0-7), hi (8-15): (k + k+8), then (k + k+4), then (0+2) + (1+3). */
+AI float reduce16_avx2(__m256 lo, __m256 hi) {
+    const __m256 b = _mm256_add_ps(lo, hi);
+    const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
+    const __m128 d = _mm_add_ps(c, _mm_movehl_ps(c, c)); /* d0 = c0 + c2, d1 = c1 + c3 */
+    return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));
+}
+
+/* lane mask for the first n (< 16) lanes of half h (lanes 8h..8h+7) */
+AI __m256i lanes_mask(int64_t n, int h) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - 8 * h)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+#define DEFINE_OUTPUT4_AVX2(SFX, WT)                                                                           \
+    AI void output_block##SFX(const int R, const int NT, float *out, int64_t lo, const float *lat, int64_t ll,  \
+                              const WT *wuv, int64_t kvl) {                                                    \
+        __m256 a[3][2][2];                                                                                     \
+        for (int r = 0; r < R; r++)                                                                            \
+            for (int t = 0; t < NT; t++) a[r][t][0] = a[r][t][1] = _mm256_setzero_ps();                        \
+        const int64_t jfull = kvl - kvl % 16;                                                                  \
+        for (int64_t j = 0; j < jfull; j += 16)                                                                \
+            for (int h = 0; h < 2; h++) {                                                                      \
+                __m256 w[3];                                                                                   \
+                for (int r = 0; r < R; r++) w[r] = load8##SFX(wuv + r * kvl + j + 8 * h);                      \
+                for (int t = 0; t < NT; t++) {                                                                 \
+                    const __m256 x = _mm256_loadu_ps(lat + t * ll + j + 8 * h);                                \
+                    for (int r = 0; r < R; r++) a[r][t][h] = _mm256_fmadd_ps(x, w[r], a[r][t][h]);             \
+                }                                                                                              \
+            }                                                                                                  \
+        if (jfull < kvl) { /* tail into lanes 0..: the other lanes keep their value */                         \
+            float wt[3][16] = {{0}}, xt[2][16] = {{0}};                                                        \
+            for (int64_t k = 0; jfull + k < kvl; k++) {                                                        \
+                for (int r = 0; r < R; r++) wt[r][k] = one##SFX(wuv + r * kvl + jfull + k);                    \
+                for (int t = 0; t < NT; t++) xt[t][k] = lat[t * ll + jfull + k];                               \
+            }                                                                                                  \
+            for (int h = 0; h < 2; h++) {                                                                      \
+                const __m256 m = _mm256_castsi256_ps(lanes_mask(kvl - jfull, h));                              \
+                for (int r = 0; r < R; r++)                                                                    \
+                    for (int t = 0; t < NT; t++) {                                                             \
+                        __m256 f = _mm256_fmadd_ps(_mm256_loadu_ps(xt[t] + 8 * h), _mm256_loadu_ps(wt[r] + 8 * h), \
+                                                   a[r][t][h]);                                                \
+                        a[r][t][h] = _mm256_blendv_ps(a[r][t][h], f, m);                                       \
+                    }                                                                                          \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int r = 0; r < R; r++)                                                                            \
+            for (int t = 0; t < NT; t++) out[t * lo + r] = reduce16_avx2(a[r][t][0], a[r][t][1]);              \
+    }                                                                                                          \
+    void dsv3_mla_output4##SFX##_avx2(float *out, int64_t lo, const float *lat, int64_t ll, const WT *wuv,     \
+                                      int64_t kvl, int64_t vd) {                                               \
+        for (int t = 0; t < 4; t += 2) {                                                                       \
+            int64_t v = 0;                                                                                     \
+            for (; v + 3 <= vd; v += 3)                                                                        \
+                output_block##SFX(3, 2, out + t * lo + v, lo, lat + t * ll, ll, wuv + v * kvl, kvl);           \
+            if (vd - v == 2) output_block##SFX(2, 2, out + t * lo + v, lo, lat + t * ll, ll, wuv + v * kvl, kvl); \
+            if (vd - v == 1) output_block##SFX(1, 2, out + t * lo + v, lo, lat + t * ll, ll, wuv + v * kvl, kvl); \
+        }                                                                                                      \
+    }
+DEFINE_OUTPUT4_AVX2(_f32, float)
+DEFINE_OUTPUT4_AVX2(_bf16, uint16_t)

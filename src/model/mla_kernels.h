@@ -1,0 +1,22 @@
+/* SIMD kernels of the absorbed MLA (mla.c) for ISAs without their own code there. Each computes exactly
+ * what the portable mla.c kernel of the same name computes, bit for bit (see the comments there). */
+#ifndef DSV3_MODEL_MLA_KERNELS_H
+#define DSV3_MODEL_MLA_KERNELS_H
+
+#include <stdint.h>
+
+/* AVX2+FMA (mla_avx2.c); callers check dsv3_cpu_isa_get() == DSV3_CPU_ISA_AVX2 */
+void dsv3_mla_scores_tile16_avx2(const float *qT, const float *rows, int64_t ld, int64_t nrows, int64_t len,
+                                 float scale, float *out);
+void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int64_t pst, int64_t pss,
+                                    const float *rows, int64_t ld, int64_t ns, int64_t len);
+void dsv3_mla_absorb4_f32_avx2(float *qt, int64_t lq, const float *qc, int64_t lqc, const float *wuk, int64_t nope,
+                               int64_t kvl);
+void dsv3_mla_absorb4_bf16_avx2(float *qt, int64_t lq, const float *qc, int64_t lqc, const uint16_t *wuk,
+                                int64_t nope, int64_t kvl);
+void dsv3_mla_output4_f32_avx2(float *out, int64_t lo, const float *lat, int64_t ll, const float *wuv, int64_t kvl,
+                               int64_t vd);
+void dsv3_mla_output4_bf16_avx2(float *out, int64_t lo, const float *lat, int64_t ll, const uint16_t *wuv,
+                                int64_t kvl, int64_t vd);
+
+#endif

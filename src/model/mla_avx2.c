@@ -11,6 +11,9 @@
 #include "model/mla_kernels.h"
 
 #define AI static inline __attribute__((always_inline))
+/* Keeps v in a register: gcc would otherwise fold a reused load into every FMA that reads it (one load per
+ * FMA: load bound at two 256-bit loads per cycle). */
+#define PIN(v) __asm__("" : "+x"(v))
 
 /* 8 weights at w[0..7] as f32 (BF16: exact widening). */
 AI __m256 load8_f32(const float *w) { return _mm256_loadu_ps(w); }
@@ -26,17 +29,23 @@ AI float one_bf16(const uint16_t *w) { return dsv3_bf16_to_f32(*w); }
 AI void scores_rows16(const int R, const float *qT, const float *rows, int64_t ld, int64_t len, float scale,
                       float *out, const char *pf, int64_t pf_lines) {
     __m256 a[6][2];
+#pragma GCC unroll 6
     for (int i = 0; i < R; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();
     for (int64_t j = 0; j < len; j++) {
         if (pf && !(j & 1) && (j >> 1) < pf_lines) _mm_prefetch(pf + (j >> 1) * 64, _MM_HINT_T0);
-        const __m256 q0 = _mm256_loadu_ps(qT + j * 16), q1 = _mm256_loadu_ps(qT + j * 16 + 8);
+        __m256 q0 = _mm256_loadu_ps(qT + j * 16), q1 = _mm256_loadu_ps(qT + j * 16 + 8);
+        PIN(q0);
+        PIN(q1);
+#pragma GCC unroll 6
         for (int i = 0; i < R; i++) {
-            const __m256 k = _mm256_broadcast_ss(rows + i * ld + j);
+            __m256 k = _mm256_broadcast_ss(rows + i * ld + j);
+            PIN(k);
             a[i][0] = _mm256_fmadd_ps(q0, k, a[i][0]);
             a[i][1] = _mm256_fmadd_ps(q1, k, a[i][1]);
         }
     }
     const __m256 sv = _mm256_set1_ps(scale);
+#pragma GCC unroll 6
     for (int i = 0; i < R; i++) {
         _mm256_storeu_ps(out + i * 16, _mm256_mul_ps(a[i][0], sv));
         _mm256_storeu_ps(out + i * 16 + 8, _mm256_mul_ps(a[i][1], sv));
@@ -45,21 +54,26 @@ AI void scores_rows16(const int R, const float *qT, const float *rows, int64_t l
 
 #define PF_ROWS 16 /* prefetch the rows this far ahead (strided short rows defeat the hardware prefetcher) */
 
+/* one function per row count: gcc allocates the registers of each tile on its own (inlined into one
+ * function, the 6-row tile spilled a q vector) */
+#define SCORES_FN(R)                                                                                           \
+    static void scores_rows16_##R(const float *qT, const float *rows, int64_t ld, int64_t len, float scale,    \
+                                  float *out, const char *pf, int64_t pf_lines) {                              \
+        scores_rows16(R, qT, rows, ld, len, scale, out, pf, pf_lines);                                         \
+    }
+SCORES_FN(1) SCORES_FN(2) SCORES_FN(3) SCORES_FN(4) SCORES_FN(5) SCORES_FN(6)
+typedef void (*scores_fn)(const float *, const float *, int64_t, int64_t, float, float *, const char *, int64_t);
+static const scores_fn g_scores[6] = {scores_rows16_1, scores_rows16_2, scores_rows16_3,
+                                      scores_rows16_4, scores_rows16_5, scores_rows16_6};
+
 void dsv3_mla_scores_tile16_avx2(const float *qT, const float *rows, int64_t ld, int64_t nrows, int64_t len,
                                  float scale, float *out) {
     int64_t i = 0;
     const int64_t pf_lines = 6 * ld * (int64_t)sizeof(float) / 64;
     for (; i + 6 <= nrows; i += 6)
-        scores_rows16(6, qT, rows + i * ld, ld, len, scale, out + i * 16, (const char *)(rows + (i + PF_ROWS) * ld),
-                      pf_lines);
-    switch (nrows - i) {
-    case 5: scores_rows16(5, qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0); break;
-    case 4: scores_rows16(4, qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0); break;
-    case 3: scores_rows16(3, qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0); break;
-    case 2: scores_rows16(2, qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0); break;
-    case 1: scores_rows16(1, qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0); break;
-    default: break;
-    }
+        scores_rows16_6(qT, rows + i * ld, ld, len, scale, out + i * 16, (const char *)(rows + (i + PF_ROWS) * ld),
+                        pf_lines);
+    if (i < nrows) g_scores[nrows - i - 1](qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0);
 }
 
 /* ---- latent sums: lat[g*lst + j] = fmaf(p[g*pst + s*pss], rows[s][j], lat[g*lst + j]) for s ascending, 4
@@ -68,18 +82,28 @@ void dsv3_mla_scores_tile16_avx2(const float *qT, const float *rows, int64_t ld,
 AI void acc4_block(const int NV, float *lat, int64_t lst, const float *p, int64_t pst, int64_t pss, const float *rows,
                    int64_t ld, int64_t ns) {
     __m256 a[4][3];
+    #pragma GCC unroll 8
     for (int g = 0; g < 4; g++)
+        #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) a[g][v] = _mm256_loadu_ps(lat + g * lst + 8 * v);
     for (int64_t s = 0; s < ns; s++) {
         const float *r = rows + s * ld, *ps = p + s * pss;
         __m256 x[3];
-        for (int v = 0; v < NV; v++) x[v] = _mm256_loadu_ps(r + 8 * v);
+        #pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            x[v] = _mm256_loadu_ps(r + 8 * v);
+            PIN(x[v]);
+        }
+        #pragma GCC unroll 8
         for (int g = 0; g < 4; g++) {
             const __m256 pg = _mm256_broadcast_ss(ps + g * pst);
+            #pragma GCC unroll 8
             for (int v = 0; v < NV; v++) a[g][v] = _mm256_fmadd_ps(pg, x[v], a[g][v]);
         }
     }
+    #pragma GCC unroll 8
     for (int g = 0; g < 4; g++)
+        #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) _mm256_storeu_ps(lat + g * lst + 8 * v, a[g][v]);
 }
 
@@ -101,17 +125,27 @@ void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int
     AI void absorb4_block##SFX(const int NV, float *qt, int64_t lq, const float *qc, int64_t lqc, const WT *wuk, \
                                int64_t nope, int64_t kvl) {                                                    \
         __m256 a[4][3];                                                                                        \
+        _Pragma("GCC unroll 8")                                                                                \
         for (int t = 0; t < 4; t++)                                                                            \
+            _Pragma("GCC unroll 8")                                                                            \
             for (int v = 0; v < NV; v++) a[t][v] = _mm256_setzero_ps();                                        \
         for (int64_t d = 0; d < nope; d++) {                                                                   \
             __m256 w[3];                                                                                       \
-            for (int v = 0; v < NV; v++) w[v] = load8##SFX(wuk + d * kvl + 8 * v);                             \
+            _Pragma("GCC unroll 8")                                                                            \
+            for (int v = 0; v < NV; v++) {                                                                     \
+                w[v] = load8##SFX(wuk + d * kvl + 8 * v);                                                      \
+                PIN(w[v]);                                                                                     \
+            }                                                                                                  \
+            _Pragma("GCC unroll 8")                                                                            \
             for (int t = 0; t < 4; t++) {                                                                      \
                 const __m256 q = _mm256_broadcast_ss(qc + t * lqc + d);                                        \
+                _Pragma("GCC unroll 8")                                                                       \
                 for (int v = 0; v < NV; v++) a[t][v] = _mm256_fmadd_ps(w[v], q, a[t][v]);                     \
             }                                                                                                  \
         }                                                                                                      \
+        _Pragma("GCC unroll 8")                                                                                \
         for (int t = 0; t < 4; t++)                                                                            \
+            _Pragma("GCC unroll 8")                                                                            \
             for (int v = 0; v < NV; v++) _mm256_storeu_ps(qt + t * lq + 8 * v, a[t][v]);                       \
     }                                                                                                          \
     void dsv3_mla_absorb4##SFX##_avx2(float *qt, int64_t lq, const float *qc, int64_t lqc, const WT *wuk,      \
@@ -152,27 +186,39 @@ AI __m256i lanes_mask(int64_t n, int h) {
     AI void output_block##SFX(const int R, const int NT, float *out, int64_t lo, const float *lat, int64_t ll,  \
                               const WT *wuv, int64_t kvl) {                                                    \
         __m256 a[3][2][2];                                                                                     \
+        _Pragma("GCC unroll 8")                                                                                \
         for (int r = 0; r < R; r++)                                                                            \
+            _Pragma("GCC unroll 8")                                                                            \
             for (int t = 0; t < NT; t++) a[r][t][0] = a[r][t][1] = _mm256_setzero_ps();                        \
         const int64_t jfull = kvl - kvl % 16;                                                                  \
         for (int64_t j = 0; j < jfull; j += 16)                                                                \
+            _Pragma("GCC unroll 8")                                                                            \
             for (int h = 0; h < 2; h++) {                                                                      \
                 __m256 w[3];                                                                                   \
+                _Pragma("GCC unroll 8")                                                                        \
                 for (int r = 0; r < R; r++) w[r] = load8##SFX(wuv + r * kvl + j + 8 * h);                      \
+                _Pragma("GCC unroll 8")                                                                        \
                 for (int t = 0; t < NT; t++) {                                                                 \
-                    const __m256 x = _mm256_loadu_ps(lat + t * ll + j + 8 * h);                                \
+                    __m256 x = _mm256_loadu_ps(lat + t * ll + j + 8 * h);                                      \
+                    PIN(x);                                                                                    \
+                    _Pragma("GCC unroll 8")                                                                    \
                     for (int r = 0; r < R; r++) a[r][t][h] = _mm256_fmadd_ps(x, w[r], a[r][t][h]);             \
                 }                                                                                              \
             }                                                                                                  \
         if (jfull < kvl) { /* tail into lanes 0..: the other lanes keep their value */                         \
             float wt[3][16] = {{0}}, xt[2][16] = {{0}};                                                        \
             for (int64_t k = 0; jfull + k < kvl; k++) {                                                        \
+                _Pragma("GCC unroll 8")                                                                        \
                 for (int r = 0; r < R; r++) wt[r][k] = one##SFX(wuv + r * kvl + jfull + k);                    \
+                _Pragma("GCC unroll 8")                                                                        \
                 for (int t = 0; t < NT; t++) xt[t][k] = lat[t * ll + jfull + k];                               \
             }                                                                                                  \
+            _Pragma("GCC unroll 8")                                                                            \
             for (int h = 0; h < 2; h++) {                                                                      \
                 const __m256 m = _mm256_castsi256_ps(lanes_mask(kvl - jfull, h));                              \
+                _Pragma("GCC unroll 8")                                                                        \
                 for (int r = 0; r < R; r++)                                                                    \
+                    _Pragma("GCC unroll 8")                                                                    \
                     for (int t = 0; t < NT; t++) {                                                             \
                         __m256 f = _mm256_fmadd_ps(_mm256_loadu_ps(xt[t] + 8 * h), _mm256_loadu_ps(wt[r] + 8 * h), \
                                                    a[r][t][h]);                                                \
@@ -180,11 +226,14 @@ AI __m256i lanes_mask(int64_t n, int h) {
                     }                                                                                          \
             }                                                                                                  \
         }                                                                                                      \
+        _Pragma("GCC unroll 8")                                                                                \
         for (int r = 0; r < R; r++)                                                                            \
+            _Pragma("GCC unroll 8")                                                                            \
             for (int t = 0; t < NT; t++) out[t * lo + r] = reduce16_avx2(a[r][t][0], a[r][t][1]);              \
     }                                                                                                          \
     void dsv3_mla_output4##SFX##_avx2(float *out, int64_t lo, const float *lat, int64_t ll, const WT *wuv,     \
                                       int64_t kvl, int64_t vd) {                                               \
+        _Pragma("GCC unroll 8")                                                                                \
         for (int t = 0; t < 4; t += 2) {                                                                       \
             int64_t v = 0;                                                                                     \
             for (; v + 3 <= vd; v += 3)                                                                        \

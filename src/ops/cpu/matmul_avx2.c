@@ -217,7 +217,7 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
  * (-0 stays -0), so the padded lanes are the reference's untouched ones. */
 #define GR 3        /* rows per tile */
 #define GTT 4       /* tokens per tile */
-#define GTOK 256    /* tokens packed at a time (bounds the packed-activation scratch) */
+#define GTOK_BYTES (8 << 20) /* packed tokens per block: ~8 MB (a weight is read from memory once per block) */
 #define GROW_BYTES (192 << 10) /* decoded rows per group: ~192 KB, in L2 with a token group's 4 rows of x */
 
 /* out[t*ld + j] = dot(packed row j, packed token t) for j < R, t < TT; rows ws apart, tokens xs apart. */
@@ -328,7 +328,9 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
     int64_t G = GROW_BYTES / (4 * P) / GR * GR; /* rows per decoded group, a multiple of GR */
     G = G < GR ? GR : G;
     if (G > o1 - o0) G = o1 - o0;
-    const int64_t TB = T < GTOK ? T : GTOK;
+    int64_t TB = GTOK_BYTES / (4 * P);
+    TB = TB < GTT ? GTT : TB > T ? T : TB;
+    const size_t esz = dsv3_dtype_size(W->dtype);
     float *wbuf = dsv3_cpu_scratch(DSV3_SC_GEMM_ROWS, sizeof(float) * (size_t)(G * P));
     float *xbuf = dsv3_cpu_scratch(DSV3_SC_GEMM_X, sizeof(float) * (size_t)(TB * P));
     if (!wbuf || !xbuf) return -1;
@@ -338,8 +340,16 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
         for (int64_t g0 = o0; g0 < o1; g0 += G) {
             const int64_t nr = o1 - g0 < G ? o1 - g0 : G;
             for (int64_t j = 0; j < nr; j++) pack_row(W, kind, g0 + j, wbuf + j * P, L);
+            /* the next group's weight bytes into L2 while this one computes, spread over its token groups
+             * (its decode would otherwise wait for memory with nothing to overlap) */
+            const int64_t nnext = o1 - (g0 + nr) < G ? o1 - (g0 + nr) : G;
+            const char *pf = (const char *)W->data + (size_t)(g0 + nr) * (size_t)n * esz;
+            const int64_t pf_lines = nnext * n * (int64_t)esz / 64, ngroups = (nt + GTT - 1) / GTT;
+            const int64_t pf_per = (pf_lines + ngroups - 1) / ngroups;
             for (int64_t t0 = 0; t0 < nt; t0 += GTT) {
                 const int tt = nt - t0 < GTT ? (int)(nt - t0) : GTT;
+                for (int64_t l = (t0 / GTT) * pf_per, le = l + pf_per < pf_lines ? l + pf_per : pf_lines; l < le; l++)
+                    _mm_prefetch(pf + l * 64, _MM_HINT_T1);
                 for (int64_t j0 = 0; j0 < nr; j0 += GR) {
                     const int rr = nr - j0 < GR ? (int)(nr - j0) : GR;
                     g_gemm[rr - 1][tt - 1](wbuf + j0 * P, P, xbuf + t0 * P, P, L,

@@ -649,7 +649,7 @@ static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     const float *keys = token_keys(a, t);
     float tile[ROW_TILE * 16];
     /* a speed choice only: the kernels give the same bits (the golden test compares the ISA paths) */
-    const int simd = MLA_SIMD(), avx2 = MLA_AVX2();
+    const int simd = MLA_SIMD();
 #ifdef HAVE_SCORES_ROWS_AVX512
     if (gh <= 8 && simd) {
         for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
@@ -662,7 +662,6 @@ static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
         const int64_t nt = s0 + ns - s < ROW_TILE ? s0 + ns - s : ROW_TILE;
         if (HL == 16 && simd) scores_tile_16_avx512(qt, keys + s * row, row, nt, row, a->sigma, tile);
-        else if (HL == 16 && avx2) dsv3_mla_scores_tile16_avx2(qt, keys + s * row, row, nt, row, a->sigma, tile);
         else if (HL == 16) scores_tile_16(qt, keys + s * row, row, nt, row, a->sigma, tile);
         else scores_tile_8(qt, keys + s * row, row, nt, row, a->sigma, tile);
         for (int64_t g = 0; g < gh; g++)
@@ -681,6 +680,8 @@ static void softmax_chunk(float *p, int64_t ns, float *m_out, float *l_out) {
     *l_out = reduce16(acc);
 }
 
+void dsv3_mla_softmax_chunk(float *p, int64_t ns, float *m_out, float *l_out) { softmax_chunk(p, ns, m_out, l_out); }
+
 /* One chunk of keys [s0, s0 + ns) for the group (see the top of this part): out [gh][kvl + 2] holds per
  * head L_c (kvl floats), m_c, l_c. sc: scratch [DSV3_MLA_MAX_GROUP * ATTN_CHUNK]. */
 static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, const float *qt, int64_t s0, int64_t ns,
@@ -689,6 +690,18 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     const float *keys = token_keys(a, t) + s0 * row;
     const int simd = MLA_SIMD(); /* same bits, faster */
     int64_t pst = ATTN_CHUNK, pss = 1; /* head g's probability of key s: sc[g * pst + s * pss] */
+    if (MLA_AVX2()) { /* heads as lanes throughout: sc [s][HL] (mla_avx2.c) */
+        const int64_t HL = gh > 8 ? 16 : 8;
+        float m[16], l[16];
+        dsv3_mla_scores_tile_avx2(HL, qt, keys, row, ns, row, a->sigma, sc);
+        dsv3_mla_softmax_rows_avx2(HL, sc, ns, m, l);
+        for (int64_t g = 0; g < gh; g++) {
+            out[g * ost + kvl] = m[g];
+            out[g * ost + kvl + 1] = l[g];
+        }
+        pst = 1;
+        pss = HL;
+    } else
 #ifdef HAVE_SCORES_ROWS_AVX512
     if (gh > 8 && simd) { /* heads as lanes throughout: sc [s][16] */
         float m[16], l[16];

@@ -24,56 +24,107 @@ AI __m256 load8_bf16(const uint16_t *w) {
 AI float one_f32(const float *w) { return *w; }
 AI float one_bf16(const uint16_t *w) { return dsv3_bf16_to_f32(*w); }
 
-/* ---- scores: out[i*16 + h] = scale * sum_j qT[j*16 + h] rows[i][j], one fmaf chain per (row, head), j
- * ascending (mla.c scores_tile_16). Heads are the lanes (2 ymm); R rows share each qT load. */
-AI void scores_rows16(const int R, const float *qT, const float *rows, int64_t ld, int64_t len, float scale,
-                      float *out, const char *pf, int64_t pf_lines) {
-    __m256 a[6][2];
-#pragma GCC unroll 6
-    for (int i = 0; i < R; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();
+/* ---- scores: out[i*HL + h] = scale * sum_j qT[j*HL + h] rows[i][j], one fmaf chain per (row, head), j
+ * ascending (mla.c scores_tile_8 / scores_tile_16). Heads are the lanes (HV = HL / 8 ymm); R rows share
+ * each qT load: 12 accumulators (6 rows x 2 or 12 rows x 1). */
+AI void scores_rows(const int HV, const int R, const float *qT, const float *rows, int64_t ld, int64_t len,
+                    float scale, float *out, const char *pf, int64_t pf_lines) {
+    __m256 a[12][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < HV; v++) a[i][v] = _mm256_setzero_ps();
     for (int64_t j = 0; j < len; j++) {
         if (pf && !(j & 1) && (j >> 1) < pf_lines) _mm_prefetch(pf + (j >> 1) * 64, _MM_HINT_T0);
-        __m256 q0 = _mm256_loadu_ps(qT + j * 16), q1 = _mm256_loadu_ps(qT + j * 16 + 8);
-        PIN(q0);
-        PIN(q1);
-#pragma GCC unroll 6
+        __m256 q[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < HV; v++) {
+            q[v] = _mm256_loadu_ps(qT + j * 8 * HV + 8 * v);
+            PIN(q[v]);
+        }
+#pragma GCC unroll 12
         for (int i = 0; i < R; i++) {
             __m256 k = _mm256_broadcast_ss(rows + i * ld + j);
             PIN(k);
-            a[i][0] = _mm256_fmadd_ps(q0, k, a[i][0]);
-            a[i][1] = _mm256_fmadd_ps(q1, k, a[i][1]);
+#pragma GCC unroll 2
+            for (int v = 0; v < HV; v++) a[i][v] = _mm256_fmadd_ps(q[v], k, a[i][v]);
         }
     }
     const __m256 sv = _mm256_set1_ps(scale);
-#pragma GCC unroll 6
-    for (int i = 0; i < R; i++) {
-        _mm256_storeu_ps(out + i * 16, _mm256_mul_ps(a[i][0], sv));
-        _mm256_storeu_ps(out + i * 16 + 8, _mm256_mul_ps(a[i][1], sv));
-    }
+#pragma GCC unroll 12
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < HV; v++) _mm256_storeu_ps(out + (i * HV + v) * 8, _mm256_mul_ps(a[i][v], sv));
 }
 
 #define PF_ROWS 16 /* prefetch the rows this far ahead (strided short rows defeat the hardware prefetcher) */
 
-/* one function per row count: gcc allocates the registers of each tile on its own (inlined into one
+/* one function per tile shape: gcc allocates the registers of each tile on its own (inlined into one
  * function, the 6-row tile spilled a q vector) */
-#define SCORES_FN(R)                                                                                           \
-    static void scores_rows16_##R(const float *qT, const float *rows, int64_t ld, int64_t len, float scale,    \
-                                  float *out, const char *pf, int64_t pf_lines) {                              \
-        scores_rows16(R, qT, rows, ld, len, scale, out, pf, pf_lines);                                         \
-    }
-SCORES_FN(1) SCORES_FN(2) SCORES_FN(3) SCORES_FN(4) SCORES_FN(5) SCORES_FN(6)
 typedef void (*scores_fn)(const float *, const float *, int64_t, int64_t, float, float *, const char *, int64_t);
-static const scores_fn g_scores[6] = {scores_rows16_1, scores_rows16_2, scores_rows16_3,
-                                      scores_rows16_4, scores_rows16_5, scores_rows16_6};
+#define SCORES_FN(HV, R)                                                                                       \
+    static void scores_##HV##_##R(const float *qT, const float *rows, int64_t ld, int64_t len, float scale,    \
+                                  float *out, const char *pf, int64_t pf_lines) {                              \
+        scores_rows(HV, R, qT, rows, ld, len, scale, out, pf, pf_lines);                                       \
+    }
+SCORES_FN(2, 1) SCORES_FN(2, 2) SCORES_FN(2, 3) SCORES_FN(2, 4) SCORES_FN(2, 5) SCORES_FN(2, 6)
+SCORES_FN(1, 1) SCORES_FN(1, 2) SCORES_FN(1, 3) SCORES_FN(1, 4) SCORES_FN(1, 5) SCORES_FN(1, 6)
+SCORES_FN(1, 7) SCORES_FN(1, 8) SCORES_FN(1, 9) SCORES_FN(1, 10) SCORES_FN(1, 11) SCORES_FN(1, 12)
+static const scores_fn g_scores16[6] = {scores_2_1, scores_2_2, scores_2_3, scores_2_4, scores_2_5, scores_2_6};
+static const scores_fn g_scores8[12] = {scores_1_1, scores_1_2, scores_1_3, scores_1_4,  scores_1_5,  scores_1_6,
+                                        scores_1_7, scores_1_8, scores_1_9, scores_1_10, scores_1_11, scores_1_12};
 
-void dsv3_mla_scores_tile16_avx2(const float *qT, const float *rows, int64_t ld, int64_t nrows, int64_t len,
-                                 float scale, float *out) {
+void dsv3_mla_scores_tile_avx2(int64_t HL, const float *qT, const float *rows, int64_t ld, int64_t nrows,
+                               int64_t len, float scale, float *out) {
+    const scores_fn *fn = HL == 16 ? g_scores16 : g_scores8;
+    const int64_t R = HL == 16 ? 6 : 12, pf_lines = R * ld * (int64_t)sizeof(float) / 64;
     int64_t i = 0;
-    const int64_t pf_lines = 6 * ld * (int64_t)sizeof(float) / 64;
-    for (; i + 6 <= nrows; i += 6)
-        scores_rows16_6(qT, rows + i * ld, ld, len, scale, out + i * 16, (const char *)(rows + (i + PF_ROWS) * ld),
-                        pf_lines);
-    if (i < nrows) g_scores[nrows - i - 1](qT, rows + i * ld, ld, len, scale, out + i * 16, NULL, 0);
+    for (; i + R <= nrows; i += R)
+        fn[R - 1](qT, rows + i * ld, ld, len, scale, out + i * HL, (const char *)(rows + (i + PF_ROWS) * ld), pf_lines);
+    if (i < nrows) fn[nrows - i - 1](qT, rows + i * ld, ld, len, scale, out + i * HL, NULL, 0);
+}
+
+/* ---- chunk softmax with the heads as lanes (mla.c softmax_chunk, per head): e^x as mla.c attn_exp, lane
+ * for lane (floor, the fmaf chain, the power-of-two scale, x <= -87 -> 0, NaN kept). */
+AI __m256 attn_exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    const __m256 ok = _mm256_cmp_ps(x, lo, _CMP_GT_OQ), nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    const __m256 xc = _mm256_blendv_ps(lo, x, ok);
+    const __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693359375f), xc);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+    y = _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(bits)), ok);
+    return _mm256_blendv_ps(y, x, nan);
+}
+
+/* sc [ns][HL] scores in place -> e^(score - m) per head; m[h] = max (in s order: the first of equal values,
+ * NaN skipped, as `p > m ? p : m`), l[h] = 16 partial sums (s into lane s % 16, s ascending) combined
+ * by mla.c's reduce16 tree. */
+void dsv3_mla_softmax_rows_avx2(int64_t HL, float *sc, int64_t ns, float *m, float *l) {
+    const int HV = HL == 16 ? 2 : 1;
+    for (int v = 0; v < HV; v++) {
+        __m256 mx = _mm256_set1_ps(-__builtin_inff());
+        for (int64_t s = 0; s < ns; s++) mx = _mm256_max_ps(_mm256_loadu_ps(sc + s * HL + 8 * v), mx); /* v > mx ? v : mx */
+        __m256 acc[16];
+        for (int k = 0; k < 16; k++) acc[k] = _mm256_setzero_ps();
+        for (int64_t s = 0; s < ns; s++) {
+            const __m256 e = attn_exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + s * HL + 8 * v), mx));
+            _mm256_storeu_ps(sc + s * HL + 8 * v, e);
+            acc[s % 16] = _mm256_add_ps(acc[s % 16], e);
+        }
+        for (int k = 0; k < 8; k++) acc[k] = _mm256_add_ps(acc[k], acc[k + 8]);
+        for (int k = 0; k < 4; k++) acc[k] = _mm256_add_ps(acc[k], acc[k + 4]);
+        _mm256_storeu_ps(l + 8 * v, _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3])));
+        _mm256_storeu_ps(m + 8 * v, mx);
+    }
 }
 
 /* ---- latent sums: lat[g*lst + j] = fmaf(p[g*pst + s*pss], rows[s][j], lat[g*lst + j]) for s ascending, 4

@@ -5,9 +5,14 @@
 
 #include <stdint.h>
 
+/* The portable chunk softmax of one head's scores p[0..ns) in place (mla.c; the reference of the SIMD ones). */
+void dsv3_mla_softmax_chunk(float *p, int64_t ns, float *m_out, float *l_out);
+
 /* AVX2+FMA (mla_avx2.c); callers check dsv3_cpu_isa_get() == DSV3_CPU_ISA_AVX2 */
-void dsv3_mla_scores_tile16_avx2(const float *qT, const float *rows, int64_t ld, int64_t nrows, int64_t len,
-                                 float scale, float *out);
+/* scores_tile_8 / scores_tile_16 (HL = 8 / 16 heads as lanes); softmax_chunk for every head of sc [ns][HL] */
+void dsv3_mla_scores_tile_avx2(int64_t HL, const float *qT, const float *rows, int64_t ld, int64_t nrows,
+                               int64_t len, float scale, float *out);
+void dsv3_mla_softmax_rows_avx2(int64_t HL, float *sc, int64_t ns, float *m, float *l);
 void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int64_t pst, int64_t pss,
                                     const float *rows, int64_t ld, int64_t ns, int64_t len);
 void dsv3_mla_absorb4_f32_avx2(float *qt, int64_t lq, const float *qc, int64_t lqc, const float *wuk, int64_t nope,

@@ -588,6 +588,8 @@ static void absorb_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, f
         if (MLA_AVX2())
             for (; i + 4 <= nt; i += 4) dsv3_mla_absorb4_bf16_avx2(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
         for (; i + 4 <= nt; i += 4) absorb_4_bf16(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
+        if (MLA_AVX2())
+            for (; i < nt; i++) dsv3_mla_absorb1_bf16_avx2(dst + i * ld, qc + i * lqc, wuk, a->nope, a->kvl);
         for (; i < nt; i++) absorb_1_bf16(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
         return;
     }
@@ -595,6 +597,8 @@ static void absorb_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, f
     if (MLA_AVX2())
         for (; i + 4 <= nt; i += 4) dsv3_mla_absorb4_f32_avx2(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
     for (; i + 4 <= nt; i += 4) absorb_4(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
+    if (MLA_AVX2())
+        for (; i < nt; i++) dsv3_mla_absorb1_f32_avx2(dst + i * ld, qc + i * lqc, wuk, a->nope, a->kvl);
     for (; i < nt; i++) absorb_1(dst + i * ld, ld, qc + i * lqc, lqc, wuk, a->nope, a->kvl);
 }
 
@@ -612,6 +616,8 @@ static void output_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, c
         if (MLA_AVX2())
             for (; i + 4 <= nt; i += 4) dsv3_mla_output4_bf16_avx2(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
         for (; i + 4 <= nt; i += 4) output_4_bf16(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
+        if (MLA_AVX2())
+            for (; i < nt; i++) dsv3_mla_output1_bf16_avx2(out + i * lo, lat + i * ll, wuv, a->kvl, a->vd);
         for (; i < nt; i++) output_1_bf16(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
         return;
     }
@@ -623,6 +629,8 @@ static void output_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, c
     if (MLA_AVX2())
         for (; i + 4 <= nt; i += 4) dsv3_mla_output4_f32_avx2(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
     for (; i + 4 <= nt; i += 4) output_4(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
+    if (MLA_AVX2())
+        for (; i < nt; i++) dsv3_mla_output1_f32_avx2(out + i * lo, lat + i * ll, wuv, a->kvl, a->vd);
     for (; i < nt; i++) output_1(out + i * lo, lo, lat + i * ll, ll, wuv, a->kvl, a->vd);
 }
 

@@ -171,40 +171,39 @@ void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int
 }
 
 /* ---- absorbed queries: qt[t*lq + j] = sum_d W_UK[d][j] qc[t*lqc + d], one fmaf chain per element from 0,
- * d ascending (mla.c absorb_4): 4 tokens x NV ymm of columns per block. */
+ * d ascending (mla.c absorb_4 / absorb_1): NT tokens x NV ymm of columns per block (4 x 3 for 4 tokens,
+ * 1 x 8 for one: 8 independent chains). */
 #define DEFINE_ABSORB4_AVX2(SFX, WT)                                                                           \
-    AI void absorb4_block##SFX(const int NV, float *qt, int64_t lq, const float *qc, int64_t lqc, const WT *wuk, \
+    AI void absorb_block##SFX(const int NT, const int NV, float *qt, int64_t lq, const float *qc, int64_t lqc, const WT *wuk, \
                                int64_t nope, int64_t kvl) {                                                    \
-        __m256 a[4][3];                                                                                        \
+        __m256 a[4][8];                                                                                        \
         _Pragma("GCC unroll 8")                                                                                \
-        for (int t = 0; t < 4; t++)                                                                            \
+        for (int t = 0; t < NT; t++)                                                                           \
             _Pragma("GCC unroll 8")                                                                            \
             for (int v = 0; v < NV; v++) a[t][v] = _mm256_setzero_ps();                                        \
         for (int64_t d = 0; d < nope; d++) {                                                                   \
-            __m256 w[3];                                                                                       \
+            __m256 w[8];                                                                                       \
             _Pragma("GCC unroll 8")                                                                            \
             for (int v = 0; v < NV; v++) {                                                                     \
                 w[v] = load8##SFX(wuk + d * kvl + 8 * v);                                                      \
                 PIN(w[v]);                                                                                     \
             }                                                                                                  \
             _Pragma("GCC unroll 8")                                                                            \
-            for (int t = 0; t < 4; t++) {                                                                      \
+            for (int t = 0; t < NT; t++) {                                                                     \
                 const __m256 q = _mm256_broadcast_ss(qc + t * lqc + d);                                        \
                 _Pragma("GCC unroll 8")                                                                       \
                 for (int v = 0; v < NV; v++) a[t][v] = _mm256_fmadd_ps(w[v], q, a[t][v]);                     \
             }                                                                                                  \
         }                                                                                                      \
         _Pragma("GCC unroll 8")                                                                                \
-        for (int t = 0; t < 4; t++)                                                                            \
+        for (int t = 0; t < NT; t++)                                                                           \
             _Pragma("GCC unroll 8")                                                                            \
             for (int v = 0; v < NV; v++) _mm256_storeu_ps(qt + t * lq + 8 * v, a[t][v]);                       \
     }                                                                                                          \
-    void dsv3_mla_absorb4##SFX##_avx2(float *qt, int64_t lq, const float *qc, int64_t lqc, const WT *wuk,      \
-                                      int64_t nope, int64_t kvl) {                                             \
-        int64_t j = 0;                                                                                         \
-        for (; j + 24 <= kvl; j += 24) absorb4_block##SFX(3, qt + j, lq, qc, lqc, wuk + j, nope, kvl);         \
-        for (; j + 8 <= kvl; j += 8) absorb4_block##SFX(1, qt + j, lq, qc, lqc, wuk + j, nope, kvl);           \
-        for (int t = 0; t < 4 && j < kvl; t++) {                                                               \
+    /* the columns past the last 8-block (scalar, the same chain) */                                          \
+    static void absorb_tail##SFX(int NT, int64_t j, float *qt, int64_t lq, const float *qc, int64_t lqc,       \
+                                 const WT *wuk, int64_t nope, int64_t kvl) {                                   \
+        for (int t = 0; t < NT && j < kvl; t++) {                                                               \
             float *o = qt + t * lq;                                                                            \
             for (int64_t k = j; k < kvl; k++) o[k] = 0.0f;                                                     \
             for (int64_t d = 0; d < nope; d++) {                                                               \
@@ -212,6 +211,19 @@ void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int
                 for (int64_t k = j; k < kvl; k++) o[k] = __builtin_fmaf(one##SFX(wuk + d * kvl + k), qd, o[k]);  \
             }                                                                                                  \
         }                                                                                                      \
+    }                                                                                                          \
+    void dsv3_mla_absorb4##SFX##_avx2(float *qt, int64_t lq, const float *qc, int64_t lqc, const WT *wuk,      \
+                                      int64_t nope, int64_t kvl) {                                             \
+        int64_t j = 0;                                                                                         \
+        for (; j + 24 <= kvl; j += 24) absorb_block##SFX(4, 3, qt + j, lq, qc, lqc, wuk + j, nope, kvl);       \
+        for (; j + 8 <= kvl; j += 8) absorb_block##SFX(4, 1, qt + j, lq, qc, lqc, wuk + j, nope, kvl);         \
+        absorb_tail##SFX(4, j, qt, lq, qc, lqc, wuk, nope, kvl);                                               \
+    }                                                                                                          \
+    void dsv3_mla_absorb1##SFX##_avx2(float *qt, const float *qc, const WT *wuk, int64_t nope, int64_t kvl) {  \
+        int64_t j = 0;                                                                                         \
+        for (; j + 64 <= kvl; j += 64) absorb_block##SFX(1, 8, qt + j, 0, qc, 0, wuk + j, nope, kvl);          \
+        for (; j + 8 <= kvl; j += 8) absorb_block##SFX(1, 1, qt + j, 0, qc, 0, wuk + j, nope, kvl);            \
+        absorb_tail##SFX(1, j, qt, 0, qc, 0, wuk, nope, kvl);                                                  \
     }
 
 DEFINE_ABSORB4_AVX2(_f32, float)
@@ -236,7 +248,7 @@ AI __m256i lanes_mask(int64_t n, int h) {
 #define DEFINE_OUTPUT4_AVX2(SFX, WT)                                                                           \
     AI void output_block##SFX(const int R, const int NT, float *out, int64_t lo, const float *lat, int64_t ll,  \
                               const WT *wuv, int64_t kvl) {                                                    \
-        __m256 a[3][2][2];                                                                                     \
+        __m256 a[4][2][2];                                                                                     \
         _Pragma("GCC unroll 8")                                                                                \
         for (int r = 0; r < R; r++)                                                                            \
             _Pragma("GCC unroll 8")                                                                            \
@@ -245,7 +257,7 @@ AI __m256i lanes_mask(int64_t n, int h) {
         for (int64_t j = 0; j < jfull; j += 16)                                                                \
             _Pragma("GCC unroll 8")                                                                            \
             for (int h = 0; h < 2; h++) {                                                                      \
-                __m256 w[3];                                                                                   \
+                __m256 w[4];                                                                                   \
                 _Pragma("GCC unroll 8")                                                                        \
                 for (int r = 0; r < R; r++) w[r] = load8##SFX(wuv + r * kvl + j + 8 * h);                      \
                 _Pragma("GCC unroll 8")                                                                        \
@@ -257,7 +269,7 @@ AI __m256i lanes_mask(int64_t n, int h) {
                 }                                                                                              \
             }                                                                                                  \
         if (jfull < kvl) { /* tail into lanes 0..: the other lanes keep their value */                         \
-            float wt[3][16] = {{0}}, xt[2][16] = {{0}};                                                        \
+            float wt[4][16] = {{0}}, xt[2][16] = {{0}};                                                        \
             for (int64_t k = 0; jfull + k < kvl; k++) {                                                        \
                 _Pragma("GCC unroll 8")                                                                        \
                 for (int r = 0; r < R; r++) wt[r][k] = one##SFX(wuv + r * kvl + jfull + k);                    \
@@ -292,6 +304,11 @@ AI __m256i lanes_mask(int64_t n, int h) {
             if (vd - v == 2) output_block##SFX(2, 2, out + t * lo + v, lo, lat + t * ll, ll, wuv + v * kvl, kvl); \
             if (vd - v == 1) output_block##SFX(1, 2, out + t * lo + v, lo, lat + t * ll, ll, wuv + v * kvl, kvl); \
         }                                                                                                      \
+    }                                                                                                          \
+    void dsv3_mla_output1##SFX##_avx2(float *out, const float *lat, const WT *wuv, int64_t kvl, int64_t vd) {  \
+        int64_t v = 0;                                                                                         \
+        for (; v + 4 <= vd; v += 4) output_block##SFX(4, 1, out + v, 0, lat, 0, wuv + v * kvl, kvl);           \
+        for (; v < vd; v++) output_block##SFX(1, 1, out + v, 0, lat, 0, wuv + v * kvl, kvl);                   \
     }
 DEFINE_OUTPUT4_AVX2(_f32, float)
 DEFINE_OUTPUT4_AVX2(_bf16, uint16_t)

@@ -19,6 +19,10 @@ void dsv3_mla_absorb4_f32_avx2(float *qt, int64_t lq, const float *qc, int64_t l
                                int64_t kvl);
 void dsv3_mla_absorb4_bf16_avx2(float *qt, int64_t lq, const float *qc, int64_t lqc, const uint16_t *wuk,
                                 int64_t nope, int64_t kvl);
+void dsv3_mla_absorb1_f32_avx2(float *qt, const float *qc, const float *wuk, int64_t nope, int64_t kvl);
+void dsv3_mla_absorb1_bf16_avx2(float *qt, const float *qc, const uint16_t *wuk, int64_t nope, int64_t kvl);
+void dsv3_mla_output1_f32_avx2(float *out, const float *lat, const float *wuv, int64_t kvl, int64_t vd);
+void dsv3_mla_output1_bf16_avx2(float *out, const float *lat, const uint16_t *wuv, int64_t kvl, int64_t vd);
 void dsv3_mla_output4_f32_avx2(float *out, int64_t lo, const float *lat, int64_t ll, const float *wuv, int64_t kvl,
                                int64_t vd);
 void dsv3_mla_output4_bf16_avx2(float *out, int64_t lo, const float *lat, int64_t ll, const uint16_t *wuv,

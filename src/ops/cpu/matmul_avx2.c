@@ -188,6 +188,92 @@ static const direct_fn g_direct[9][3][2] = {DIRECT_ROW(f32),   DIRECT_ROW(bf16),
                                             DIRECT_ROW(gen),   DIRECT_ROW(e4m3c), DIRECT_ROW(e4m3d)};
 
 
+/* T = 2-3 tokens (MTP verification, small batches): R rows x T tokens, one quarter of the lanes at a time
+ * (as the prefill GEMM), so that R*T accumulators fit the 16 ymm: a 1-row x 3-token tile holding all four
+ * quarters loads 4 weight and 12 activation vectors per 12 FMAs (load bound); here 3 rows x 3 tokens
+ * load 3 + 3 per 9. Each weight is decoded once, in the pass of its quarter (the rows' later passes read
+ * them from L1/L2). For the kinds without a per-chunk NaN check. */
+AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
+                      int64_t n, float *out, int64_t ldo, int64_t ostr) {
+    const int fp8 = kind == K_E4M3_CLEAN || kind == K_E4M3_DWORD;
+    const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
+    const float fold = kind == K_E4M3_CLEAN ? 0x1p8f : kind == K_E4M3_DWORD ? 0x1p120f : 1.0f;
+    float part[4][3][4][8] __attribute__((aligned(32)));
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        __m256 acc[4][3];
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++)
+#pragma GCC unroll 3
+            for (int t = 0; t < TT; t++) acc[j][t] = _mm256_setzero_ps();
+        for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) {
+            const int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
+            float sc[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < R; j++) sc[j] = fp8 ? rw[j].srow[blk] * fold : 1.0f;
+            for (int64_t i = c0 + 8 * q; i < c1; i += LANES) {
+                __m256 w[4];
+#pragma GCC unroll 4
+                for (int j = 0; j < R; j++) {
+                    w[j] = decode8(kind, rw[j].p, i, sc[j]);
+                    __asm__("" : "+x"(w[j]));
+                }
+#pragma GCC unroll 3
+                for (int t = 0; t < TT; t++) {
+                    __m256 xv = _mm256_loadu_ps(x + t * n + i);
+                    __asm__("" : "+x"(xv));
+#pragma GCC unroll 4
+                    for (int j = 0; j < R; j++) acc[j][t] = _mm256_fmadd_ps(w[j], xv, acc[j][t]);
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++)
+#pragma GCC unroll 3
+            for (int t = 0; t < TT; t++) _mm256_store_ps(part[j][t][q], acc[j][t]);
+    }
+    if (nfull < n) { /* the tail into lanes 0..: blended into the covered lanes only */
+        const int64_t len = n - nfull;
+        float tmp[4][LANES] = {{0}};
+        for (int j = 0; j < R; j++) dsv3_cpu_decode_span(W, rw[j].r, nfull, len, tmp[j]);
+        for (int q = 0; q < 4; q++) {
+            const __m256i m = tail_mask(len, q);
+            for (int t = 0; t < TT; t++) {
+                const __m256 xv = _mm256_maskload_ps(x + t * n + nfull + 8 * q, m);
+                for (int j = 0; j < R; j++) {
+                    const __m256 a = _mm256_load_ps(part[j][t][q]);
+                    _mm256_store_ps(part[j][t][q], _mm256_blendv_ps(a, _mm256_fmadd_ps(_mm256_loadu_ps(tmp[j] + 8 * q), xv, a),
+                                                                    _mm256_castsi256_ps(m)));
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 3
+        for (int t = 0; t < TT; t++)
+            out[t * ldo + j * ostr] = reduce32(_mm256_load_ps(part[j][t][0]), _mm256_load_ps(part[j][t][1]),
+                                               _mm256_load_ps(part[j][t][2]), _mm256_load_ps(part[j][t][3]));
+}
+
+#define QROWS2 4 /* rows per tile for 2 tokens (8 accumulators + 4 w + 1 x) */
+#define QROWS3 3 /* for 3 tokens (9 + 3 + 1) */
+#define QUARTER_FN(TT, R, KIND, NAME)                                                                                 \
+    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo, int64_t ostr) { \
+        tile_quarters(R, TT, KIND, W, rw, x, W->cols, out, ldo, ostr);                                                \
+    }
+#define QUARTER_SET(KIND, SFX) QUARTER_FN(2, QROWS2, KIND, q2_##SFX) QUARTER_FN(3, QROWS3, KIND, q3_##SFX)
+QUARTER_SET(K_F32, f32)
+QUARTER_SET(K_BF16, bf16)
+QUARTER_SET(K_F16, f16)
+QUARTER_SET(K_E4M3_CLEAN, e4m3c)
+QUARTER_SET(K_E4M3_DWORD, e4m3d)
+
+/* [kind][T-2]; NULL: the kind has per-chunk checks (1-row tiles) */
+static const direct_fn g_quarters[9][2] = {
+    [K_F32] = {q2_f32, q3_f32}, [K_BF16] = {q2_bf16, q3_bf16}, [K_F16] = {q2_f16, q3_f16},
+    [K_E4M3_CLEAN] = {q2_e4m3c, q3_e4m3c}, [K_E4M3_DWORD] = {q2_e4m3d, q3_e4m3d}};
+
 static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                           int64_t o0, int64_t o1, int kind) {
     /* one token: tiles of 2 rows h apart, each weight stream reading its own run of rows in order (as the
@@ -200,6 +286,15 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
             g_direct[kind][0][0](W, rw, x, out + (o0 + i - obase), ld, h);
         }
         o = o0 + 2 * h;
+    } else if (g_quarters[kind][T - 2]) { /* 2-3 tokens: R rows h apart per tile, as above */
+        const int R = T == 2 ? QROWS2 : QROWS3;
+        const int64_t h = (o1 - o0) / R;
+        for (int64_t i = 0; i < h; i++) {
+            row_ref rw[4];
+            for (int j = 0; j < R; j++) rw[j] = dsv3_cpu_row(W, o0 + i + j * h);
+            g_quarters[kind][T - 2](W, rw, x, out + (o0 + i - obase), ld, h);
+        }
+        o = o0 + R * h;
     }
     for (; o < o1; o++) {
         row_ref rw = dsv3_cpu_row(W, o);

@@ -79,7 +79,7 @@ static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
 enum { DSV3_SC_CBUF, DSV3_SC_TMP, DSV3_SC_TAIL, DSV3_SC_SBUF, DSV3_SC_XS, DSV3_SC_S, DSV3_SC_ABUF, DSV3_SC_B, /* AMX */
        DSV3_SC_GEMM_ROWS, /* decoded, packed weight rows of the AVX2 GEMM */
        DSV3_SC_GEMM_X,    /* packed activations of the AVX2 GEMM */
-       DSV3_SC_XSPLIT,    /* split BF16 activations of the AVX-512 matmul */
+       DSV3_SC_XSPLIT,    /* split BF16 activations of the AVX-512 and AVX2 matmuls */
        DSV3_SC_N };
 void *dsv3_cpu_scratch(int slot, size_t n);
 

@@ -188,6 +188,67 @@ static const direct_fn g_direct[9][3][2] = {DIRECT_ROW(f32),   DIRECT_ROW(bf16),
                                             DIRECT_ROW(gen),   DIRECT_ROW(e4m3c), DIRECT_ROW(e4m3d)};
 
 
+/* One token, BF16, 2 rows h apart, without the widening shuffles: a 32-element chunk is loaded as two
+ * vectors of 8 dwords; dword << 16 is the f32 of its even element, dword & 0xffff0000 that of its odd one.
+ * The token is split alike once per call (split_token), so accumulator E0 holds the reference lanes
+ * 0, 2, .., 14, O0 1, 3, .., 15, E1 16, .., 30, O1 17, .., 31, each with the reference's fmaf sequence;
+ * they are interleaved back before the tail and the reduction. Per 64 weights: 4 + 4 loads, 4 shifts,
+ * 4 ands, 8 FMAs (the widening decode: 16 loads, 8 shuffles, 8 shifts). */
+static void split_token(const float *x, int64_t nfull, float *xs) {
+    for (int64_t i = 0; i < nfull; i += LANES)
+        for (int k = 0; k < 8; k++) {
+            xs[i + k] = x[i + 2 * k];
+            xs[i + 8 + k] = x[i + 2 * k + 1];
+            xs[i + 16 + k] = x[i + 16 + 2 * k];
+            xs[i + 24 + k] = x[i + 17 + 2 * k];
+        }
+}
+
+/* (e, o) lane k = reference lanes 2k, 2k+1 -> the reference order: lanes 0-7 and 8-15 */
+AI void unsplit(__m256 e, __m256 o, __m256 *lo, __m256 *hi) {
+    const __m256 a = _mm256_unpacklo_ps(e, o), b = _mm256_unpackhi_ps(e, o);
+    *lo = _mm256_permute2f128_ps(a, b, 0x20);
+    *hi = _mm256_permute2f128_ps(a, b, 0x31);
+}
+
+static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float *xs, const float *x, float *out,
+                           int64_t ostr) {
+    const int64_t n = W->cols, nfull = n - n % LANES;
+    const __m256i himask = _mm256_set1_epi32((int)0xffff0000u);
+    __m256 e0[2], o0[2], e1[2], o1[2];
+    for (int j = 0; j < 2; j++) e0[j] = o0[j] = e1[j] = o1[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nfull; i += LANES) {
+        __m256 xe0 = _mm256_loadu_ps(xs + i), xo0 = _mm256_loadu_ps(xs + i + 8), xe1 = _mm256_loadu_ps(xs + i + 16),
+               xo1 = _mm256_loadu_ps(xs + i + 24);
+        __asm__("" : "+x"(xe0), "+x"(xo0), "+x"(xe1), "+x"(xo1));
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * i)),
+                          v1 = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * i + 32));
+            e0[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), xe0, e0[j]);
+            o0[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v0, himask)), xo0, o0[j]);
+            e1[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)), xe1, e1[j]);
+            o1[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v1, himask)), xo1, o1[j]);
+        }
+    }
+    for (int j = 0; j < 2; j++) {
+        __m256 a[4];
+        unsplit(e0[j], o0[j], &a[0], &a[1]);
+        unsplit(e1[j], o1[j], &a[2], &a[3]);
+        if (nfull < n) { /* the tail into lanes 0.. (as tile()) */
+            const int64_t len = n - nfull;
+            float tmp[LANES] = {0};
+            dsv3_cpu_decode_span(W, rw[j].r, nfull, len, tmp);
+            for (int q = 0; q < 4; q++) {
+                const __m256i m = tail_mask(len, q);
+                const __m256 f = _mm256_fmadd_ps(_mm256_loadu_ps(tmp + 8 * q), _mm256_maskload_ps(x + nfull + 8 * q, m), a[q]);
+                a[q] = _mm256_blendv_ps(a[q], f, _mm256_castsi256_ps(m));
+            }
+        }
+        out[j * ostr] = reduce32(a[0], a[1], a[2], a[3]);
+    }
+}
+
 /* T = 2-3 tokens (MTP verification, small batches): R rows x T tokens, one quarter of the lanes at a time
  * (as the prefill GEMM), so that R*T accumulators fit the 16 ymm: a 1-row x 3-token tile holding all four
  * quarters loads 4 weight and 12 activation vectors per 12 FMAs (load bound); here 3 rows x 3 tokens
@@ -279,7 +340,16 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
     /* one token: tiles of 2 rows h apart, each weight stream reading its own run of rows in order (as the
      * AVX-512 path; adjacent rows interleave two streams in a page) */
     int64_t o = o0;
-    if (T == 1) {
+    float *xs = T == 1 && kind == K_BF16 ? dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)W->cols) : NULL;
+    if (xs) { /* BF16, one token: the split tiles (no scratch: the widening ones, same bits) */
+        split_token(x, W->cols - W->cols % LANES, xs);
+        const int64_t h = (o1 - o0) / 2;
+        for (int64_t i = 0; i < h; i++) {
+            row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};
+            d21_bf16_split(W, rw, xs, x, out + (o0 + i - obase), h);
+        }
+        o = o0 + 2 * h;
+    } else if (T == 1) {
         const int64_t h = (o1 - o0) / 2;
         for (int64_t i = 0; i < h; i++) {
             row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};

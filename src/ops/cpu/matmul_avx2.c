@@ -196,11 +196,12 @@ static const direct_fn g_direct[9][3][2] = {DIRECT_ROW(f32),   DIRECT_ROW(bf16),
  * 4 ands, 8 FMAs (the widening decode: 16 loads, 8 shuffles, 8 shifts). */
 static void split_token(const float *x, int64_t nfull, float *xs) {
     for (int64_t i = 0; i < nfull; i += LANES)
-        for (int k = 0; k < 8; k++) {
-            xs[i + k] = x[i + 2 * k];
-            xs[i + 8 + k] = x[i + 2 * k + 1];
-            xs[i + 16 + k] = x[i + 16 + 2 * k];
-            xs[i + 24 + k] = x[i + 17 + 2 * k];
+        for (int h = 0; h < 2; h++) { /* elements 16h .. 16h+15 -> their 8 even, then their 8 odd */
+            const __m256 a = _mm256_loadu_ps(x + i + 16 * h), b = _mm256_loadu_ps(x + i + 16 * h + 8);
+            /* shuffle: (0 2 8 10 | 4 6 12 14) and (1 3 9 11 | 5 7 13 15); the 64-bit pairs reordered 0 2 1 3 */
+            const __m256 e = _mm256_shuffle_ps(a, b, 0x88), o = _mm256_shuffle_ps(a, b, 0xDD);
+            _mm256_storeu_ps(xs + i + 16 * h, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
+            _mm256_storeu_ps(xs + i + 16 * h + 8, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
         }
 }
 
@@ -223,8 +224,9 @@ static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float 
         __asm__("" : "+x"(xe0), "+x"(xo0), "+x"(xe1), "+x"(xo1));
 #pragma GCC unroll 2
         for (int j = 0; j < 2; j++) {
-            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * i)),
-                          v1 = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * i + 32));
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * i)),
+                    v1 = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * i + 32));
+            __asm__("" : "+x"(v0), "+x"(v1)); /* loaded once for both its halves */
             e0[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), xe0, e0[j]);
             o0[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v0, himask)), xo0, o0[j]);
             e1[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)), xe1, e1[j]);
@@ -340,8 +342,10 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
     /* one token: tiles of 2 rows h apart, each weight stream reading its own run of rows in order (as the
      * AVX-512 path; adjacent rows interleave two streams in a page) */
     int64_t o = o0;
+    /* BF16, one token: the split tiles (2-3 tokens measured slower split, in halves: the quarter tiles
+     * below; without scratch the widening tiles, same bits) */
     float *xs = T == 1 && kind == K_BF16 ? dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)W->cols) : NULL;
-    if (xs) { /* BF16, one token: the split tiles (no scratch: the widening ones, same bits) */
+    if (xs) {
         split_token(x, W->cols - W->cols % LANES, xs);
         const int64_t h = (o1 - o0) / 2;
         for (int64_t i = 0; i < h; i++) {

@@ -536,6 +536,7 @@ typedef struct {
     const uint16_t *kvb16;   /* a BF16 kv_b_proj's data when kvb is NULL (read directly), else NULL */
     const dsv3_weight *kvw;  /* kv_b_proj as stored (decoded per head into wbuf when kvb is NULL) */
     float *wbuf;             /* per thread: [nope + vd][kvl] */
+    int fp8_avx2;            /* FP8 kv_b read as stored by the AVX2 one-token kernels (mla_avx2.c) */
     int64_t cache_layer, nh, nope, rd, qk, vd, kvl, row, kvb_stride;
     float sigma;
 } mla_attn;
@@ -583,6 +584,11 @@ static void absorb_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, f
     const float *qc = a->ws->q + t * a->nh * a->qk + h * a->qk;
     const int64_t lqc = a->nh * a->qk;
     int64_t i = 0;
+    if (a->fp8_avx2 && nt < 4) { /* decode: the FP8 rows as stored (the 4-token kernels amortise a decode) */
+        for (; i < nt; i++)
+            dsv3_mla_absorb1_fp8_avx2(dst + i * ld, qc + i * lqc, a->kvw, h * a->kvb_stride, a->nope, a->kvl);
+        return;
+    }
     if (a->kvb16) {
         const uint16_t *wuk = a->kvb16 + h * a->kvb_stride * a->kvl;
         if (MLA_AVX2())
@@ -607,6 +613,11 @@ static void output_tokens(const mla_attn *a, int64_t t, int64_t nt, int64_t h, c
     float *out = a->ws->attn + t * a->nh * a->vd + h * a->vd;
     const int64_t lo = a->nh * a->vd;
     int64_t i = 0;
+    if (a->fp8_avx2 && nt < 4) {
+        for (; i < nt; i++)
+            dsv3_mla_output1_fp8_avx2(out + i * lo, lat + i * ll, a->kvw, h * a->kvb_stride + a->nope, a->kvl, a->vd);
+        return;
+    }
     if (a->kvb16) {
         const uint16_t *wuv = a->kvb16 + (h * a->kvb_stride + a->nope) * a->kvl;
 #ifdef HAVE_SCORES_ROWS_AVX512
@@ -824,7 +835,7 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
     const uint16_t *kvb16 = !kvb && L->kv_b.dtype == DSV3_BF16 ? (const uint16_t *)L->kv_b.data : NULL;
     mla_attn a = {.ws = ws, .caches = caches, .kvb = kvb, .kvb16 = kvb16, .kvw = &L->kv_b, .wbuf = ws->kvb, .cache_layer = cache_layer, .nh = nh, .nope = nope,
                   .rd = rd, .qk = qk, .vd = vd, .kvl = kvl, .row = row, .kvb_stride = kvb_stride,
-                  .sigma = m->softmax_scale};
+                  .sigma = m->softmax_scale, .fp8_avx2 = MLA_AVX2() && dsv3_mla_fp8_kvb_avx2_ok(&L->kv_b, kvl)};
     const int nthr = omp_get_max_threads();
     const int64_t ost = kvl + 2; /* a chunk result / folded state per head: [kvl] sums, max, normaliser */
     int64_t G = nh < DSV3_MLA_MAX_GROUP ? nh : DSV3_MLA_MAX_GROUP, ngroups = (nh + G - 1) / G;

@@ -4,11 +4,13 @@
  * vectorisation of the portable kernels keeps 32-64 accumulators (sized for
  * AVX-512) and spills them on a 16-register ISA; these tiles keep theirs in
  * registers: 12 accumulators, each fed by 7-10 loads per 12 FMAs. */
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
 
 #include "dsv3/dtype.h"
 #include "model/mla_kernels.h"
+#include "ops/cpu/avx2_decode.h"
+#include "ops/cpu/cpu_kernels.h"
 
 #define AI static inline __attribute__((always_inline))
 /* Keeps v in a register: gcc would otherwise fold a reused load into every FMA that reads it (one load per
@@ -17,9 +19,7 @@
 
 /* 8 weights at w[0..7] as f32 (BF16: exact widening). */
 AI __m256 load8_f32(const float *w) { return _mm256_loadu_ps(w); }
-AI __m256 load8_bf16(const uint16_t *w) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)w)), 16));
-}
+AI __m256 load8_bf16(const uint16_t *w) { return dsv3_avx2_bf16x8(w); }
 /* one weight (the tails) */
 AI float one_f32(const float *w) { return *w; }
 AI float one_bf16(const uint16_t *w) { return dsv3_bf16_to_f32(*w); }
@@ -312,3 +312,64 @@ AI __m256i lanes_mask(int64_t n, int h) {
     }
 DEFINE_OUTPUT4_AVX2(_f32, float)
 DEFINE_OUTPUT4_AVX2(_bf16, uint16_t)
+
+/* ---- FP8 (E4M3, 128x128-style block scales) kv_b_proj read as stored, for decode: the values of the
+ * reference decode (dsv3_avx2_e4m3x8_scaled), so the same bits as the f32 kernels above; a step reads
+ * 1 byte per weight instead of the 4 of an f32 copy. */
+int dsv3_mla_fp8_kvb_avx2_ok(const dsv3_weight *W, int64_t kvl) {
+    return W->dtype == DSV3_F8_E4M3 && W->scale && W->block_c % 64 == 0 && kvl % 64 == 0 &&
+           dsv3_cpu_fp8_decode_kind(W, dsv3_cpu_kind(W)) == K_E4M3_DWORD;
+}
+
+/* absorb_1 of rows [r0, r0 + nope) of W: 64 columns (8 chains) per block, within one scale block */
+void dsv3_mla_absorb1_fp8_avx2(float *qt, const float *qc, const dsv3_weight *W, int64_t r0, int64_t nope, int64_t kvl) {
+    for (int64_t j = 0; j < kvl; j += 64) {
+        __m256 a[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) a[v] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < nope; d++) {
+            const row_ref rw = dsv3_cpu_row(W, r0 + d);
+            const __m256 sc = _mm256_set1_ps(rw.srow[j / W->block_c] * 0x1p120f), q = _mm256_broadcast_ss(qc + d);
+#pragma GCC unroll 8
+            for (int v = 0; v < 8; v++) a[v] = _mm256_fmadd_ps(dsv3_avx2_e4m3x8_scaled(rw.p + j + 8 * v, sc), q, a[v]);
+        }
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) _mm256_storeu_ps(qt + j + 8 * v, a[v]);
+    }
+}
+
+/* output_1 of rows [r0, r0 + vd) of W: R rows per block, 16 lane chains each, then reduce16 */
+AI void output_fp8_rows(const int R, float *out, const float *lat, const dsv3_weight *W, int64_t r0, int64_t kvl) {
+    __m256 a[4][2];
+    row_ref rw[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        a[r][0] = a[r][1] = _mm256_setzero_ps();
+        rw[r] = dsv3_cpu_row(W, r0 + r);
+    }
+    const int64_t bc = W->block_c;
+    for (int64_t c0 = 0; c0 < kvl; c0 += bc) {
+        const int64_t c1 = c0 + bc < kvl ? c0 + bc : kvl;
+        __m256 sc[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) sc[r] = _mm256_set1_ps(rw[r].srow[c0 / bc] * 0x1p120f);
+        for (int64_t j = c0; j < c1; j += 16) {
+            __m256 x0 = _mm256_loadu_ps(lat + j), x1 = _mm256_loadu_ps(lat + j + 8);
+            PIN(x0);
+            PIN(x1);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                a[r][0] = _mm256_fmadd_ps(x0, dsv3_avx2_e4m3x8_scaled(rw[r].p + j, sc[r]), a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(x1, dsv3_avx2_e4m3x8_scaled(rw[r].p + j + 8, sc[r]), a[r][1]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) out[r] = reduce16_avx2(a[r][0], a[r][1]);
+}
+
+void dsv3_mla_output1_fp8_avx2(float *out, const float *lat, const dsv3_weight *W, int64_t r0, int64_t kvl, int64_t vd) {
+    int64_t v = 0;
+    for (; v + 4 <= vd; v += 4) output_fp8_rows(4, out + v, lat, W, r0 + v, kvl);
+    for (; v < vd; v++) output_fp8_rows(1, out + v, lat, W, r0 + v, kvl);
+}

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "dsv3/ops.h"
+
 /* The portable chunk softmax of one head's scores p[0..ns) in place (mla.c; the reference of the SIMD ones). */
 void dsv3_mla_softmax_chunk(float *p, int64_t ns, float *m_out, float *l_out);
 
@@ -23,6 +25,12 @@ void dsv3_mla_absorb1_f32_avx2(float *qt, const float *qc, const float *wuk, int
 void dsv3_mla_absorb1_bf16_avx2(float *qt, const float *qc, const uint16_t *wuk, int64_t nope, int64_t kvl);
 void dsv3_mla_output1_f32_avx2(float *out, const float *lat, const float *wuv, int64_t kvl, int64_t vd);
 void dsv3_mla_output1_bf16_avx2(float *out, const float *lat, const uint16_t *wuv, int64_t kvl, int64_t vd);
+/* FP8 kv_b_proj read as stored (decode, one token): ok when W is E4M3 without NaN codes, with rare
+ * subnormal codes, scales that fold 2^120 and 64-aligned column blocks (and kvl % 64 == 0); absorb_1 of
+ * rows [r0, r0 + nope), output_1 of rows [r0, r0 + vd). */
+int dsv3_mla_fp8_kvb_avx2_ok(const dsv3_weight *W, int64_t kvl);
+void dsv3_mla_absorb1_fp8_avx2(float *qt, const float *qc, const dsv3_weight *W, int64_t r0, int64_t nope, int64_t kvl);
+void dsv3_mla_output1_fp8_avx2(float *out, const float *lat, const dsv3_weight *W, int64_t r0, int64_t kvl, int64_t vd);
 void dsv3_mla_output4_f32_avx2(float *out, int64_t lo, const float *lat, int64_t ll, const float *wuv, int64_t kvl,
                                int64_t vd);
 void dsv3_mla_output4_bf16_avx2(float *out, int64_t lo, const float *lat, int64_t ll, const uint16_t *wuv,

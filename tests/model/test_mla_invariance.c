@@ -229,6 +229,20 @@ TEST(mla_isa_paths_bitwise_16_heads_odd_latent) {
     dsv3_model_free(m);
 }
 
+/* The FP8 fixture (kv_b_proj E4M3 with 128x128 block scales): the decode steps read it as stored on
+ * AVX2 (mla_avx2.c), the other paths from its f32 copy. */
+TEST(mla_isa_paths_bitwise_fp8_kvb) {
+    const char *fx = test_fixtures_dir();
+    if (!fx) { test_skip("fixtures absent"); return; }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/small", fx);
+    dsv3_model *m = NULL;
+    dsv3_error err = {0};
+    if (dsv3_model_load(dir, &m, &err)) { test_fail_at(__FILE__, __LINE__, "%s", err.msg); return; }
+    isa_paths_bitwise(m, "FP8 small fixture");
+    dsv3_model_free(m);
+}
+
 /* The same for 4 heads: rows as vector lanes in the scores, the [head][key] chunk softmax. */
 TEST(mla_isa_paths_bitwise_4_heads) {
     dsv3_model *m = config_model("mla4", 4, -1);

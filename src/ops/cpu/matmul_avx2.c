@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "avx2_decode.h"
 #include "cpu_kernels.h"
 
 #define LANES DSV3_LANES
@@ -57,10 +58,7 @@ static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
 AI __m256 decode8(const int kind, const uint8_t *p, int64_t i, float sc) {
     switch (kind) {
     case K_F32: return _mm256_loadu_ps((const float *)p + i);
-    case K_BF16: {
-        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-    }
+    case K_BF16: return dsv3_avx2_bf16x8((const uint16_t *)p + i);
     case K_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
     case K_E4M3:
     case K_E4M3_CLEAN: /* K_E4M3 of a weight without NaN codes: the same decode, no per-chunk check */
@@ -70,10 +68,7 @@ AI __m256 decode8(const int kind, const uint8_t *p, int64_t i, float sc) {
         if (kind == K_E4M3_UNFOLDED) f = _mm256_mul_ps(f, _mm256_set1_ps(0x1p8f)); /* exact */
         return _mm256_mul_ps(f, _mm256_set1_ps(sc));
     }
-    case K_E4M3_DWORD: { /* e4m3 * 2^-120 in 32-bit lanes, exactly (matmul_avx512.c e4m3_to_f32_scaled); sc folds 2^120 */
-        __m256i v = _mm256_slli_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + i))), 20);
-        return _mm256_mul_ps(_mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0x87f00000u))), _mm256_set1_ps(sc));
-    }
+    case K_E4M3_DWORD: return dsv3_avx2_e4m3x8_scaled(p + i, _mm256_set1_ps(sc)); /* sc folds 2^120 */
     default: { /* K_E5M2: the top byte of an IEEE half */
         __m128i h = _mm_slli_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(p + i))), 8);
         return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(sc));

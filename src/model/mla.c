@@ -386,16 +386,16 @@ __attribute__((target("avx512f"))) static inline __m512 attn_exp16(__m512 x) {
     const __m512 lo = _mm512_set1_ps(-87.0f);
     const __mmask16 ok = _mm512_cmp_ps_mask(x, lo, _CMP_GT_OQ), nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
     const __m512 xc = _mm512_mask_mov_ps(lo, ok, x);
-    const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+    const __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(DSV3_EXP_LOG2E), _mm512_set1_ps(0.5f)),
                                           _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), xc);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(DSV3_EXP_LN2_HI), xc);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(DSV3_EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(DSV3_EXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(DSV3_EXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(DSV3_EXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(DSV3_EXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(DSV3_EXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(DSV3_EXP_P5));
     __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
     const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
     y = _mm512_maskz_mov_ps(ok, _mm512_mul_ps(y, _mm512_castsi512_ps(bits)));
@@ -546,15 +546,15 @@ typedef struct {
  * For x <= 0 (its only use: score - max): x < -87 gives 0, NaN stays NaN, e^0 = 1 exactly. */
 static inline float attn_exp(float x) {
     const float xc = x > -87.0f ? x : -87.0f; /* NaN -> -87 here, restored below */
-    const float n = floorf(fmaf(xc, 1.44269504088896341f, 0.5f));
-    float r = fmaf(n, -0.693359375f, xc);
-    r = fmaf(n, 2.12194440e-4f, r);
-    float p = 1.9875691500e-4f;
-    p = fmaf(p, r, 1.3981999507e-3f);
-    p = fmaf(p, r, 8.3334519073e-3f);
-    p = fmaf(p, r, 4.1665795894e-2f);
-    p = fmaf(p, r, 1.6666665459e-1f);
-    p = fmaf(p, r, 5.0000001201e-1f);
+    const float n = floorf(fmaf(xc, DSV3_EXP_LOG2E, 0.5f));
+    float r = fmaf(n, DSV3_EXP_LN2_HI, xc);
+    r = fmaf(n, DSV3_EXP_LN2_LO, r);
+    float p = DSV3_EXP_P0;
+    p = fmaf(p, r, DSV3_EXP_P1);
+    p = fmaf(p, r, DSV3_EXP_P2);
+    p = fmaf(p, r, DSV3_EXP_P3);
+    p = fmaf(p, r, DSV3_EXP_P4);
+    p = fmaf(p, r, DSV3_EXP_P5);
     float y = fmaf(p * r, r, r) + 1.0f;
     int32_t bits = ((int32_t)n + 127) << 23; /* n in [-126, 0]: a normal power of two */
     float scale;

@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "dsv3/dtype.h"
 #include "dsv3/ops.h"
 
 #define DSV3_LANES 32 /* partial sums per dot product (see above) */
@@ -120,8 +121,13 @@ typedef struct {
     const float *srow;
     int64_t r;
 } row_ref;
+/* bytes per element of the dtypes the kernels read (dsv3_dtype_size, inline: called per tile) */
+static inline size_t dsv3_cpu_esize(dsv3_dtype dt) {
+    return dt == DSV3_F32 ? 4 : dt == DSV3_BF16 || dt == DSV3_F16 ? 2 : dt == DSV3_F8_E4M3 || dt == DSV3_F8_E5M2 ? 1
+                                                                                                              : dsv3_dtype_size(dt);
+}
 static inline row_ref dsv3_cpu_row(const dsv3_weight *W, int64_t r) {
-    row_ref rr = {(const uint8_t *)W->data + (size_t)r * (size_t)W->cols * dsv3_dtype_size(W->dtype),
+    row_ref rr = {(const uint8_t *)W->data + (size_t)r * (size_t)W->cols * dsv3_cpu_esize(W->dtype),
                   W->scale ? W->scale + (r / W->block_r) * W->scale_cols : NULL, r};
     return rr;
 }

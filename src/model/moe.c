@@ -280,12 +280,10 @@ void dsv3_ffn_forward(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n, i
         return;
     }
     const int64_t E = c->n_routed_experts, K = c->num_experts_per_tok;
-    /* router logits in fp32 (spec §3.9 step 1) */
-#pragma omp parallel for schedule(static) if (n * E * H >= DSV3_OMP_MIN_WORK)
-    for (int64_t te = 0; te < n * E; te++) {
-        int64_t t = te / E, e = te % E;
-        ws->router_logits[te] = dsv3_dot_f32(L->router + e * H, ws->hn + t * H, H);
-    }
+    /* router logits in fp32 (spec §3.9 step 1): the backend's matmul of the f32 router, the same sums as
+     * dsv3_dot_f32 per (token, expert) (one dot-product contract, cpu_kernels.h), in its tiled kernels */
+    const dsv3_weight router = {.dtype = DSV3_F32, .rows = E, .cols = H, .data = L->router};
+    m->be->matmul(ws->router_logits, ws->hn, n, &router);
 #pragma omp parallel for schedule(static) if (n * E > DSV3_OMP_MIN_WORK / 64)
     for (int64_t t = 0; t < n; t++) {
         float scratch[2 * E + c->n_group];

@@ -201,6 +201,30 @@ TEST(cpu_isa_matmul_all_cols_1_to_300) {
             check_shape(g_dtypes[d], cols % 2 ? 7 : 6, cols, 128, 128, (int)(cols % 4), 0.01f, (uint64_t)(cols * 31 + d));
 }
 
+/* A weight with no columns (a degenerate config): every output is the empty sum, +0, on every path and
+ * batch size (the AVX2 GEMM once divided by its packed row length). */
+TEST(cpu_isa_matmul_zero_cols) {
+    static const float dummy[4] = {0};
+    for (int dt = 0; dt < 2 && !test_failed_now(); dt++) {
+        dsv3_weight W = {dt ? DSV3_BF16 : DSV3_F32, 7, 0, dummy, NULL, 0, 0, 0, 0, 0};
+        const dsv3_backend *be = dsv3_backend_cpu();
+        for (int isa = 0; isa < DSV3_CPU_ISA_COUNT && !test_failed_now(); isa++) {
+            if (!dsv3_cpu_isa_supported((dsv3_cpu_isa)isa)) continue;
+            dsv3_cpu_isa_set((dsv3_cpu_isa)isa);
+            static const int64_t Ts[] = {1, 3, 5, 17};
+            for (size_t k = 0; k < 4; k++) {
+                float y[17 * 7];
+                for (int i = 0; i < 17 * 7; i++) y[i] = 123.0f;
+                be->matmul(y, dummy, Ts[k], &W);
+                for (int64_t i = 0; i < Ts[k] * 7; i++)
+                    CHECK_MSG(y[i] == 0.0f && !signbit(y[i]), "%s T=%lld out[%lld] = %g", dsv3_cpu_isa_name((dsv3_cpu_isa)isa),
+                              (long long)Ts[k], (long long)i, (double)y[i]);
+            }
+        }
+        isa_reset();
+    }
+}
+
 TEST(cpu_isa_matmul_large_shapes) {
     static const int64_t shapes[][2] = {{67, 1024}, {33, 2816}, {129, 1024}, {5, 7168}};
     for (size_t d = 0; d < 5 && !test_failed_now(); d++)

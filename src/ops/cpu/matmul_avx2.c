@@ -491,6 +491,11 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
                        int64_t o1) {
     const int64_t n = W->cols, L = 8 * ((n + LANES - 1) / LANES), P = 4 * L; /* P: floats per packed vector */
     const int kind = dsv3_cpu_kind(W);
+    if (P == 0) { /* no columns: every dot product is the reference's empty sum, +0 */
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t o = o0; o < o1; o++) out[t * ld + (o - obase)] = 0.0f;
+        return 0;
+    }
     int64_t G = GROW_BYTES / (4 * P) / GR * GR; /* rows per decoded group, a multiple of GR */
     G = G < GR ? GR : G;
     if (G > o1 - o0) G = o1 - o0;

@@ -104,6 +104,7 @@ int dsv3_amx_available(void) {
 }
 
 int dsv3_amx_supports(const dsv3_weight *W) {
+    if (W->cols <= 0) return 0; /* nothing to tile (the panels' sizes divide by the padded K) */
     if (W->dtype == DSV3_BF16) return 1;
     if (W->dtype == DSV3_F8_E4M3 || W->dtype == DSV3_F8_E5M2)
         return W->scale && W->block_r > 0 && W->block_c > 0 && W->scale_cols >= (W->cols + W->block_c - 1) / W->block_c &&

@@ -87,8 +87,7 @@ AI int fp8_has_nan(const int kind, const uint8_t *p) {
 
 /* out[t*ldo + j] = dot(row j, x[t*ldx ...]) for j < R (<= 2), t < TT (<= 3). */
 AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
-             int64_t ldx, int64_t n, float *out, int64_t ldo, int64_t ostr, int64_t pf) {
-    const int esz = kind == K_F32 ? 4 : kind == K_BF16 || kind == K_F16 ? 2 : 1;
+             int64_t ldx, int64_t n, float *out, int64_t ldo, int64_t ostr) {
     __m256 acc[2][3][4];
     for (int j = 0; j < R; j++)
         for (int t = 0; t < TT; t++)
@@ -103,8 +102,6 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
         float sc[2];
         for (int j = 0; j < R; j++) sc[j] = fp8 ? rw[j].srow[blk] * fold : 1.0f;
         for (int64_t i = c0; i < c1; i += LANES) {
-            if (pf) /* software prefetch of each row stream (see matmul_avx512.c PF_BYTES) */
-                for (int j = 0; j < R; j++) _mm_prefetch((const char *)rw[j].p + i * esz + pf, _MM_HINT_T0);
             int special = kind == K_GENERIC;
             if (check_nan)
                 for (int j = 0; j < R; j++) special |= fp8_has_nan(kind, rw[j].p + i);
@@ -154,13 +151,13 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
 
 /* ------------------------------------------------------------ decode path */
 
-/* software prefetch distance of the weight row streams; 0: none (Zen 3: lm_head GEMV 0.85-0.92 of a plain
- * read of the same bytes with 8-32 KiB, 1.04-1.06 without; bench_decode BF16 +6%) */
-#define PF_BYTES 0
+/* No software prefetch of the weight rows (unlike the AVX-512 path): on Zen 3 the rows stream better
+ * without (lm_head GEMV 0.85-0.92 of a plain read of the same bytes with 8-32 KiB ahead, 1.04-1.06 without;
+ * bench_decode BF16 +6%). */
 
 #define DIRECT_FN(R, TT, KIND, NAME)                                                                                  \
     static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo, int64_t ostr) { \
-        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo, ostr, PF_BYTES);                                      \
+        tile(R, TT, KIND, W, rw, x, W->cols, W->cols, out, ldo, ostr);                                                \
     }
 #define DIRECT_SET(KIND, SFX)                                                                                          \
     DIRECT_FN(2, 1, KIND, d21_##SFX) DIRECT_FN(1, 1, KIND, d11_##SFX) DIRECT_FN(1, 2, KIND, d12_##SFX)                \
@@ -501,7 +498,7 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
     if (G > o1 - o0) G = o1 - o0;
     int64_t TB = GTOK_BYTES / (4 * P);
     TB = TB < GTT ? GTT : TB > T ? T : TB;
-    const size_t esz = dsv3_dtype_size(W->dtype);
+    const size_t esz = dsv3_cpu_esize(W->dtype);
     float *wbuf = dsv3_cpu_scratch(DSV3_SC_GEMM_ROWS, sizeof(float) * (size_t)(G * P));
     float *xbuf = dsv3_cpu_scratch(DSV3_SC_GEMM_X, sizeof(float) * (size_t)(TB * P));
     if (!wbuf || !xbuf) return -1;

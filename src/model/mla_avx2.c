@@ -13,9 +13,7 @@
 #include "ops/cpu/cpu_kernels.h"
 
 #define AI static inline __attribute__((always_inline))
-/* Keeps v in a register: gcc would otherwise fold a reused load into every FMA that reads it (one load per
- * FMA: load bound at two 256-bit loads per cycle). */
-#define PIN(v) __asm__("" : "+x"(v))
+#define PIN DSV3_AVX2_PIN
 
 /* 8 weights at w[0..7] as f32 (BF16: exact widening). */
 AI __m256 load8_f32(const float *w) { return _mm256_loadu_ps(w); }
@@ -133,28 +131,28 @@ void dsv3_mla_softmax_rows_avx2(int64_t HL, float *sc, int64_t ns, float *m, flo
 AI void acc4_block(const int NV, float *lat, int64_t lst, const float *p, int64_t pst, int64_t pss, const float *rows,
                    int64_t ld, int64_t ns) {
     __m256 a[4][3];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int g = 0; g < 4; g++)
-        #pragma GCC unroll 8
+    #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) a[g][v] = _mm256_loadu_ps(lat + g * lst + 8 * v);
     for (int64_t s = 0; s < ns; s++) {
         const float *r = rows + s * ld, *ps = p + s * pss;
         __m256 x[3];
-        #pragma GCC unroll 8
+    #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) {
             x[v] = _mm256_loadu_ps(r + 8 * v);
             PIN(x[v]);
         }
-        #pragma GCC unroll 8
+    #pragma GCC unroll 8
         for (int g = 0; g < 4; g++) {
             const __m256 pg = _mm256_broadcast_ss(ps + g * pst);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int v = 0; v < NV; v++) a[g][v] = _mm256_fmadd_ps(pg, x[v], a[g][v]);
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int g = 0; g < 4; g++)
-        #pragma GCC unroll 8
+    #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) _mm256_storeu_ps(lat + g * lst + 8 * v, a[g][v]);
 }
 

@@ -1,11 +1,15 @@
-/* AVX2 weight decoders shared by the CPU matmul (matmul_avx2.c) and the MLA kernels
- * (model/mla_avx2.c); include after `#pragma GCC target("avx2,fma,f16c")`. Each returns
- * exactly the reference decode's values (cpu_kernels.h). */
+/* AVX2 helpers shared by the CPU matmul (matmul_avx2.c) and the MLA kernels (model/mla_avx2.c);
+ * include after `#pragma GCC target("avx2,fma,f16c")`. The weight decoders return exactly the
+ * reference decode's values (cpu_kernels.h). */
 #ifndef DSV3_OPS_CPU_AVX2_DECODE_H
 #define DSV3_OPS_CPU_AVX2_DECODE_H
 
 #include <immintrin.h>
 #include <stdint.h>
+
+/* Keeps v in a register: gcc would otherwise fold a reused load into every FMA that reads it (one
+ * load per FMA: load bound at two 256-bit loads per cycle). */
+#define DSV3_AVX2_PIN(v) __asm__("" : "+x"(v))
 
 /* 8 BF16 weights at p as f32 (exact widening). */
 static inline __attribute__((always_inline)) __m256 dsv3_avx2_bf16x8(const uint16_t *p) {

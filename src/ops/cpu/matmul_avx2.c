@@ -37,6 +37,17 @@ AI __m256i tail_mask(int64_t len, int q) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(len - 8 * q)), idx);
 }
 
+/* The reference tail of one dot product (cpu_kernels.h): the len < 32 decoded weights w (32 floats,
+ * zero-padded) times the token's tail x go into lanes 0..len-1 of a[0..3]; the other lanes keep their
+ * value (-0 included). */
+AI void tail_fma(const float *w, const float *x, int64_t len, __m256 a[4]) {
+    for (int q = 0; q < 4; q++) {
+        const __m256i m = tail_mask(len, q);
+        const __m256 f = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8 * q), _mm256_maskload_ps(x + 8 * q, m), a[q]);
+        a[q] = _mm256_blendv_ps(a[q], f, _mm256_castsi256_ps(m));
+    }
+}
+
 static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t i = 0;
@@ -126,25 +137,12 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
             }
         }
     }
-    if (nfull < n) {
-        int64_t len = n - nfull;
-        float tmp[2][LANES] = {{0}};
-        if (kind != K_F32)
-            for (int j = 0; j < R; j++) dsv3_cpu_decode_span(W, rw[j].r, nfull, len, tmp[j]);
-        for (int q = 0; q < 4; q++) {
-            __m256i m = tail_mask(len, q);
-            __m256 w[2];
-            for (int j = 0; j < R; j++)
-                w[j] = kind == K_F32 ? _mm256_maskload_ps((const float *)rw[j].p + nfull + 8 * q, m)
-                                     : _mm256_loadu_ps(tmp[j] + 8 * q);
-            for (int t = 0; t < TT; t++) {
-                __m256 xv = _mm256_maskload_ps(x + t * ldx + nfull + 8 * q, m);
-                for (int j = 0; j < R; j++)
-                    acc[j][t][q] = _mm256_blendv_ps(acc[j][t][q], _mm256_fmadd_ps(w[j], xv, acc[j][t][q]),
-                                                    _mm256_castsi256_ps(m));
-            }
+    if (nfull < n)
+        for (int j = 0; j < R; j++) {
+            float tmp[LANES] = {0};
+            dsv3_cpu_decode_span(W, rw[j].r, nfull, n - nfull, tmp);
+            for (int t = 0; t < TT; t++) tail_fma(tmp, x + t * ldx + nfull, n - nfull, acc[j][t]);
         }
-    }
     for (int j = 0; j < R; j++)
         for (int t = 0; t < TT; t++) out[t * ldo + j * ostr] = reduce32(acc[j][t][0], acc[j][t][1], acc[j][t][2], acc[j][t][3]);
 }
@@ -213,12 +211,16 @@ static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float 
     for (int64_t i = 0; i < nfull; i += LANES) {
         __m256 xe0 = _mm256_loadu_ps(xs + i), xo0 = _mm256_loadu_ps(xs + i + 8), xe1 = _mm256_loadu_ps(xs + i + 16),
                xo1 = _mm256_loadu_ps(xs + i + 24);
-        __asm__("" : "+x"(xe0), "+x"(xo0), "+x"(xe1), "+x"(xo1));
+        DSV3_AVX2_PIN(xe0);
+        DSV3_AVX2_PIN(xo0);
+        DSV3_AVX2_PIN(xe1);
+        DSV3_AVX2_PIN(xo1);
 #pragma GCC unroll 2
         for (int j = 0; j < 2; j++) {
             __m256i v0 = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * i)),
                     v1 = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * i + 32));
-            __asm__("" : "+x"(v0), "+x"(v1)); /* loaded once for both its halves */
+            DSV3_AVX2_PIN(v0); /* loaded once for both its halves */
+            DSV3_AVX2_PIN(v1);
             e0[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), xe0, e0[j]);
             o0[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v0, himask)), xo0, o0[j]);
             e1[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)), xe1, e1[j]);
@@ -229,15 +231,10 @@ static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float 
         __m256 a[4];
         unsplit(e0[j], o0[j], &a[0], &a[1]);
         unsplit(e1[j], o1[j], &a[2], &a[3]);
-        if (nfull < n) { /* the tail into lanes 0.. (as tile()) */
-            const int64_t len = n - nfull;
+        if (nfull < n) {
             float tmp[LANES] = {0};
-            dsv3_cpu_decode_span(W, rw[j].r, nfull, len, tmp);
-            for (int q = 0; q < 4; q++) {
-                const __m256i m = tail_mask(len, q);
-                const __m256 f = _mm256_fmadd_ps(_mm256_loadu_ps(tmp + 8 * q), _mm256_maskload_ps(x + nfull + 8 * q, m), a[q]);
-                a[q] = _mm256_blendv_ps(a[q], f, _mm256_castsi256_ps(m));
-            }
+            dsv3_cpu_decode_span(W, rw[j].r, nfull, n - nfull, tmp);
+            tail_fma(tmp, x + nfull, n - nfull, a);
         }
         out[j * ostr] = reduce32(a[0], a[1], a[2], a[3]);
     }
@@ -271,12 +268,12 @@ AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weig
 #pragma GCC unroll 4
                 for (int j = 0; j < R; j++) {
                     w[j] = decode8(kind, rw[j].p, i, sc[j]);
-                    __asm__("" : "+x"(w[j]));
+                    DSV3_AVX2_PIN(w[j]);
                 }
 #pragma GCC unroll 3
                 for (int t = 0; t < TT; t++) {
                     __m256 xv = _mm256_loadu_ps(x + t * n + i);
-                    __asm__("" : "+x"(xv));
+                    DSV3_AVX2_PIN(xv);
 #pragma GCC unroll 4
                     for (int j = 0; j < R; j++) acc[j][t] = _mm256_fmadd_ps(w[j], xv, acc[j][t]);
                 }
@@ -287,28 +284,16 @@ AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weig
 #pragma GCC unroll 3
             for (int t = 0; t < TT; t++) _mm256_store_ps(part[j][t][q], acc[j][t]);
     }
-    if (nfull < n) { /* the tail into lanes 0..: blended into the covered lanes only */
-        const int64_t len = n - nfull;
-        float tmp[4][LANES] = {{0}};
-        for (int j = 0; j < R; j++) dsv3_cpu_decode_span(W, rw[j].r, nfull, len, tmp[j]);
-        for (int q = 0; q < 4; q++) {
-            const __m256i m = tail_mask(len, q);
-            for (int t = 0; t < TT; t++) {
-                const __m256 xv = _mm256_maskload_ps(x + t * n + nfull + 8 * q, m);
-                for (int j = 0; j < R; j++) {
-                    const __m256 a = _mm256_load_ps(part[j][t][q]);
-                    _mm256_store_ps(part[j][t][q], _mm256_blendv_ps(a, _mm256_fmadd_ps(_mm256_loadu_ps(tmp[j] + 8 * q), xv, a),
-                                                                    _mm256_castsi256_ps(m)));
-                }
-            }
+    for (int j = 0; j < R; j++) {
+        float tmp[LANES] = {0};
+        if (nfull < n) dsv3_cpu_decode_span(W, rw[j].r, nfull, n - nfull, tmp);
+        for (int t = 0; t < TT; t++) {
+            __m256 a[4];
+            for (int q = 0; q < 4; q++) a[q] = _mm256_load_ps(part[j][t][q]);
+            if (nfull < n) tail_fma(tmp, x + t * n + nfull, n - nfull, a);
+            out[t * ldo + j * ostr] = reduce32(a[0], a[1], a[2], a[3]);
         }
     }
-#pragma GCC unroll 4
-    for (int j = 0; j < R; j++)
-#pragma GCC unroll 3
-        for (int t = 0; t < TT; t++)
-            out[t * ldo + j * ostr] = reduce32(_mm256_load_ps(part[j][t][0]), _mm256_load_ps(part[j][t][1]),
-                                               _mm256_load_ps(part[j][t][2]), _mm256_load_ps(part[j][t][3]));
 }
 
 #define QROWS2 4 /* rows per tile for 2 tokens (8 accumulators + 4 w + 1 x) */
@@ -334,22 +319,16 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
     /* one token: tiles of 2 rows h apart, each weight stream reading its own run of rows in order (as the
      * AVX-512 path; adjacent rows interleave two streams in a page) */
     int64_t o = o0;
-    /* BF16, one token: the split tiles (2-3 tokens measured slower split, in halves: the quarter tiles
-     * below; without scratch the widening tiles, same bits) */
-    float *xs = T == 1 && kind == K_BF16 ? dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)W->cols) : NULL;
-    if (xs) {
-        split_token(x, W->cols - W->cols % LANES, xs);
+    if (T == 1) {
+        /* BF16: the split tiles (2-3 tokens measured slower split, in halves: the quarter tiles below;
+         * without scratch the widening tiles, same bits) */
+        float *xs = kind == K_BF16 ? dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)W->cols) : NULL;
+        if (xs) split_token(x, W->cols - W->cols % LANES, xs);
         const int64_t h = (o1 - o0) / 2;
         for (int64_t i = 0; i < h; i++) {
             row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};
-            d21_bf16_split(W, rw, xs, x, out + (o0 + i - obase), h);
-        }
-        o = o0 + 2 * h;
-    } else if (T == 1) {
-        const int64_t h = (o1 - o0) / 2;
-        for (int64_t i = 0; i < h; i++) {
-            row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};
-            g_direct[kind][0][0](W, rw, x, out + (o0 + i - obase), ld, h);
+            if (xs) d21_bf16_split(W, rw, xs, x, out + (o0 + i - obase), h);
+            else g_direct[kind][0][0](W, rw, x, out + (o0 + i - obase), ld, h);
         }
         o = o0 + 2 * h;
     } else if (g_quarters[kind][T - 2]) { /* 2-3 tokens: R rows h apart per tile, as above */
@@ -399,11 +378,11 @@ AI void gemm_tile(const int R, const int TT, const float *w, int64_t ws, const f
              * loads per cycle */
             for (int j = 0; j < R; j++) {
                 wv[j] = _mm256_load_ps(wq + j * ws + k);
-                __asm__("" : "+x"(wv[j]));
+                DSV3_AVX2_PIN(wv[j]);
             }
             for (int t = 0; t < TT; t++) {
                 __m256 xv = _mm256_load_ps(xq + t * xs + k);
-                __asm__("" : "+x"(xv));
+                DSV3_AVX2_PIN(xv);
                 for (int j = 0; j < R; j++) acc[j][t] = _mm256_fmadd_ps(wv[j], xv, acc[j][t]);
             }
         }
@@ -433,8 +412,9 @@ AI void pack_chunk(const float *src, float *dst, int64_t c, int64_t L) {
     for (int q = 0; q < 4; q++) _mm256_store_ps(dst + q * L + 8 * c, _mm256_loadu_ps(src + 8 * q));
 }
 
-/* Row r of W, decoded (the reference's values), packed into dst (4L floats). */
-static void pack_row(const dsv3_weight *W, int kind, int64_t r, float *dst, int64_t L) {
+/* The full 32-element chunks of row r of W decoded (the reference's values, kind = dsv3_cpu_kind(W)):
+ * quarter q of chunk c goes to dst + c*cstride + q*qstride (a plain row: 32, 8; packed: 8, L). */
+static void decode_chunks(const dsv3_weight *W, int kind, int64_t r, float *dst, int64_t cstride, int64_t qstride) {
     const int64_t n = W->cols, nfull = n - n % LANES;
     const row_ref rw = dsv3_cpu_row(W, r);
     const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
@@ -445,28 +425,35 @@ static void pack_row(const dsv3_weight *W, int kind, int64_t r, float *dst, int6
         const int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
         const float sc = fp8 ? rw.srow[blk] * fold : 1.0f;
         for (int64_t i = c0; i < c1; i += LANES) {
-            float *d = dst + i / 4; /* chunk i / 32, 8 floats per quarter */
+            float *d = dst + i / LANES * cstride;
             if (kind == K_GENERIC || (fp8 && fp8_has_nan(kind, rw.p + i))) {
                 dsv3_cpu_decode_span(W, r, i, LANES, tmp);
-                pack_chunk(tmp, d, 0, L);
+                for (int q = 0; q < 4; q++) _mm256_storeu_ps(d + q * qstride, _mm256_loadu_ps(tmp + 8 * q));
                 continue;
             }
-#define PACK_KIND(KIND)                                                                                                \
+#define DECODE_KIND(KIND)                                                                                              \
     case KIND:                                                                                                         \
-        for (int q = 0; q < 4; q++) _mm256_store_ps(d + q * L, decode8(KIND, rw.p, i + 8 * q, sc));                   \
+        for (int q = 0; q < 4; q++) _mm256_storeu_ps(d + q * qstride, decode8(KIND, rw.p, i + 8 * q, sc));            \
         break;
             switch (kind) {
-                PACK_KIND(K_F32)
-                PACK_KIND(K_BF16)
-                PACK_KIND(K_F16)
-                PACK_KIND(K_E4M3)
-                PACK_KIND(K_E4M3_UNFOLDED)
-                default: PACK_KIND(K_E5M2)
+                DECODE_KIND(K_F32)
+                DECODE_KIND(K_BF16)
+                DECODE_KIND(K_F16)
+                DECODE_KIND(K_E4M3)
+                DECODE_KIND(K_E4M3_UNFOLDED)
+                default: DECODE_KIND(K_E5M2)
             }
-#undef PACK_KIND
+#undef DECODE_KIND
         }
     }
+}
+
+/* Row r of W, decoded, packed into dst (4L floats). */
+static void pack_row(const dsv3_weight *W, int kind, int64_t r, float *dst, int64_t L) {
+    const int64_t n = W->cols, nfull = n - n % LANES;
+    decode_chunks(W, kind, r, dst, 8, L);
     if (nfull < n) {
+        float tmp[LANES];
         for (int k = 0; k < LANES; k++) tmp[k] = 0.0f; /* +0 pads (see above) */
         dsv3_cpu_decode_span(W, r, nfull, n - nfull, tmp);
         pack_chunk(tmp, dst, nfull / LANES, L);
@@ -537,37 +524,8 @@ static int matmul_block_avx2(float *out, int64_t ld, const float *x, int64_t T, 
 }
 
 static void decode_row_avx2(const dsv3_weight *W, int64_t r, float *dst) {
-    int kind = dsv3_cpu_kind(W);
     const int64_t n = W->cols, nfull = n - n % LANES;
-    if (kind == K_GENERIC || kind == K_F32) {
-        dsv3_cpu_decode_span(W, r, 0, n, dst);
-        return;
-    }
-    row_ref rw = dsv3_cpu_row(W, r);
-    const int fp8 = kind == K_E4M3 || kind == K_E4M3_UNFOLDED || kind == K_E5M2;
-    const int64_t bc = fp8 ? W->block_c : nfull + LANES;
-    const float fold = kind == K_E4M3 ? 0x1p8f : 1.0f;
-    for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) {
-        int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
-        float sc = fp8 ? rw.srow[blk] * fold : 1.0f;
-        for (int64_t i = c0; i < c1; i += LANES) {
-            if (fp8 && fp8_has_nan(kind, rw.p + i)) {
-                dsv3_cpu_decode_span(W, r, i, LANES, dst + i);
-                continue;
-            }
-            for (int q = 0; q < 4; q++) {
-                __m256 w;
-                switch (kind) {
-                case K_BF16: w = decode8(K_BF16, rw.p, i + 8 * q, sc); break;
-                case K_F16: w = decode8(K_F16, rw.p, i + 8 * q, sc); break;
-                case K_E4M3: w = decode8(K_E4M3, rw.p, i + 8 * q, sc); break;
-                case K_E4M3_UNFOLDED: w = decode8(K_E4M3_UNFOLDED, rw.p, i + 8 * q, sc); break;
-                default: w = decode8(K_E5M2, rw.p, i + 8 * q, sc); break;
-                }
-                _mm256_storeu_ps(dst + i + 8 * q, w);
-            }
-        }
-    }
+    decode_chunks(W, dsv3_cpu_kind(W), r, dst, LANES, 8);
     if (nfull < n) dsv3_cpu_decode_span(W, r, nfull, n - nfull, dst + nfull);
 }
 

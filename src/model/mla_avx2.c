@@ -133,17 +133,17 @@ AI void acc4_block(const int NV, float *lat, int64_t lst, const float *p, int64_
     __m256 a[4][3];
 #pragma GCC unroll 8
     for (int g = 0; g < 4; g++)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) a[g][v] = _mm256_loadu_ps(lat + g * lst + 8 * v);
     for (int64_t s = 0; s < ns; s++) {
         const float *r = rows + s * ld, *ps = p + s * pss;
         __m256 x[3];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) {
             x[v] = _mm256_loadu_ps(r + 8 * v);
             PIN(x[v]);
         }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int g = 0; g < 4; g++) {
             const __m256 pg = _mm256_broadcast_ss(ps + g * pst);
 #pragma GCC unroll 8
@@ -152,7 +152,7 @@ AI void acc4_block(const int NV, float *lat, int64_t lst, const float *p, int64_
     }
 #pragma GCC unroll 8
     for (int g = 0; g < 4; g++)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) _mm256_storeu_ps(lat + g * lst + 8 * v, a[g][v]);
 }
 
@@ -171,7 +171,7 @@ void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int
 /* ---- absorbed queries: qt[t*lq + j] = sum_d W_UK[d][j] qc[t*lqc + d], one fmaf chain per element from 0,
  * d ascending (mla.c absorb_4 / absorb_1): NT tokens x NV ymm of columns per block (4 x 3 for 4 tokens,
  * 1 x 8 for one: 8 independent chains). */
-#define DEFINE_ABSORB4_AVX2(SFX, WT)                                                                           \
+#define DEFINE_ABSORB_AVX2(SFX, WT)                                                                           \
     AI void absorb_block##SFX(const int NT, const int NV, float *qt, int64_t lq, const float *qc, int64_t lqc, const WT *wuk, \
                                int64_t nope, int64_t kvl) {                                                    \
         __m256 a[4][8];                                                                                        \
@@ -224,8 +224,8 @@ void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int
         absorb_tail##SFX(1, j, qt, 0, qc, 0, wuk, nope, kvl);                                                  \
     }
 
-DEFINE_ABSORB4_AVX2(_f32, float)
-DEFINE_ABSORB4_AVX2(_bf16, uint16_t)
+DEFINE_ABSORB_AVX2(_f32, float)
+DEFINE_ABSORB_AVX2(_bf16, uint16_t)
 
 /* ---- W_UV outputs: out[t*lo + v] = W_UV[v] . lat_t as 16 lane chains (element j into lane j % 16, j
  * ascending, the tail into lanes 0..) and mla.c's reduce16 (mla.c output_4). R rows x 2 tokens x 2 ymm. */
@@ -243,7 +243,7 @@ AI __m256i lanes_mask(int64_t n, int h) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - 8 * h)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-#define DEFINE_OUTPUT4_AVX2(SFX, WT)                                                                           \
+#define DEFINE_OUTPUT_AVX2(SFX, WT)                                                                           \
     AI void output_block##SFX(const int R, const int NT, float *out, int64_t lo, const float *lat, int64_t ll,  \
                               const WT *wuv, int64_t kvl) {                                                    \
         __m256 a[4][2][2];                                                                                     \
@@ -308,8 +308,8 @@ AI __m256i lanes_mask(int64_t n, int h) {
         for (; v + 4 <= vd; v += 4) output_block##SFX(4, 1, out + v, 0, lat, 0, wuv + v * kvl, kvl);           \
         for (; v < vd; v++) output_block##SFX(1, 1, out + v, 0, lat, 0, wuv + v * kvl, kvl);                   \
     }
-DEFINE_OUTPUT4_AVX2(_f32, float)
-DEFINE_OUTPUT4_AVX2(_bf16, uint16_t)
+DEFINE_OUTPUT_AVX2(_f32, float)
+DEFINE_OUTPUT_AVX2(_bf16, uint16_t)
 
 /* ---- FP8 (E4M3, 128x128-style block scales) kv_b_proj read as stored, for decode: the values of the
  * reference decode (dsv3_avx2_e4m3x8_scaled), so the same bits as the f32 kernels above; a step reads

@@ -151,11 +151,10 @@ static void thread_invariance(const char *set, int64_t long_len) {
 TEST(mla_thread_group_invariance_tiny) { thread_invariance("tiny", 0); }
 TEST(mla_thread_group_invariance_small) { thread_invariance("small", 261); }
 
-/* The tiny fixture's config with 2 layers, kv_lora_rank g_kvl (default 200 = 128 + 72: kernel blocks and tails) and,
+/* The tiny fixture's config with 2 layers, kv_lora_rank kvl (200 = 128 + 72: kernel blocks and tails) and,
  * when > 0, `heads` heads; when >= 0, `shared_experts` shared experts; written to tmp/<name> as F32
  * and loaded. NULL (test failed or skipped) when it cannot be made. */
-static int g_kvl = 200;
-static dsv3_model *config_model(const char *name, int heads, int shared_experts) {
+static dsv3_model *config_model(const char *name, int heads, int shared_experts, int kvl) {
     const char *fx = test_fixtures_dir();
     if (!fx) { test_skip("fixtures absent"); return NULL; }
     char path[4096], dir[4096];
@@ -167,7 +166,7 @@ static dsv3_model *config_model(const char *name, int heads, int shared_experts)
         json_object_set_new(cfg, "num_key_value_heads", json_integer(heads));
     }
     if (shared_experts >= 0) json_object_set_new(cfg, "n_shared_experts", json_integer(shared_experts));
-    json_object_set_new(cfg, "kv_lora_rank", json_integer(g_kvl));
+    json_object_set_new(cfg, "kv_lora_rank", json_integer(kvl));
     json_object_set_new(cfg, "num_hidden_layers", json_integer(2));
     snprintf(path, sizeof path, "%s/%s.json", test_tmp_dir(), name);
     snprintf(dir, sizeof dir, "%s/%s", test_tmp_dir(), name);
@@ -185,7 +184,7 @@ static dsv3_model *config_model(const char *name, int heads, int shared_experts)
     return m;
 }
 
-static dsv3_model *mla16_model(void) { return config_model("mla16", 16, -1); }
+static dsv3_model *mla16_model(void) { return config_model("mla16", 16, -1, 200); }
 
 /* The vectorised attention kernels (16-head groups with heads as lanes, 64-column latent blocks, the
  * heads-as-lanes chunk softmax) against the portable ones: a 16-head model (none of the fixtures has
@@ -221,9 +220,7 @@ TEST(mla_isa_paths_bitwise_16_heads) {
 
 /* kv_lora_rank 203: every kernel's column tail (203 = 8 x 24 + 8 + 3 = 12 x 16 + 11). */
 TEST(mla_isa_paths_bitwise_16_heads_odd_latent) {
-    g_kvl = 203;
-    dsv3_model *m = config_model("mla16-203", 16, -1);
-    g_kvl = 200;
+    dsv3_model *m = config_model("mla16-203", 16, -1, 203);
     if (!m) return;
     isa_paths_bitwise(m, "16 heads, kv_lora_rank 203");
     dsv3_model_free(m);
@@ -245,7 +242,7 @@ TEST(mla_isa_paths_bitwise_fp8_kvb) {
 
 /* The same for 4 heads: rows as vector lanes in the scores, the [head][key] chunk softmax. */
 TEST(mla_isa_paths_bitwise_4_heads) {
-    dsv3_model *m = config_model("mla4", 4, -1);
+    dsv3_model *m = config_model("mla4", 4, -1, 200);
     if (!m) return;
     isa_paths_bitwise(m, "4 heads");
     dsv3_model_free(m);
@@ -347,7 +344,7 @@ TEST(mla_kvb_read_modes_same_bits) {
 /* The one-token MoE path (decode: one parallel region, combine from zero when there is no shared
  * expert) against the per-expert path of a prefill, for a model without shared experts. */
 TEST(moe_one_token_path_without_shared_experts) {
-    dsv3_model *m = config_model("moe-noshared", 0, 0);
+    dsv3_model *m = config_model("moe-noshared", 0, 0, 200);
     if (!m) return;
     prefill_equals_decode(m, 20, "no shared experts");
     dsv3_model_free(m);
@@ -378,11 +375,11 @@ static void moe_expert_parallel(dsv3_model *m, const char *what) {
 }
 
 TEST(moe_expert_parallel_prefill_same_bits) {
-    dsv3_model *m = config_model("moe-par", 0, -1);
+    dsv3_model *m = config_model("moe-par", 0, -1, 200);
     if (!m) return;
     moe_expert_parallel(m, "shared experts");
     dsv3_model_free(m);
-    m = config_model("moe-par-noshared", 0, 0);
+    m = config_model("moe-par-noshared", 0, 0, 200);
     if (!m) return;
     moe_expert_parallel(m, "no shared experts");
     dsv3_model_free(m);

@@ -8,7 +8,11 @@
  * speed is compared with the others of the same moment). Prints per prompt and draft count the
  * median decode tok/s, the speedup over the plain median, drafts accepted / proposed, and checks
  * that every speculative run generated exactly the plain run's tokens (greedy: it must); then the
- * medians over the prompts and one JSON line. Exit status 1 when an output differed. */
+ * medians over the prompts and one JSON line. Exit status 1 when an output differed.
+ *
+ * --costs: instead, the parts of a speculative step, each timed alone at a context of 128 tokens
+ * (median over --repeat rounds of 64 calls): a main-model step of T = 1..4 tokens (a verification of
+ * T-1 drafts) and an MTP draft step (one row, draft head), each also as a multiple of the 1-token step. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +47,8 @@ static void usage(FILE *f) {
                "  --drafts LIST    draft counts per step to compare with plain decoding (default 1,2,3)\n"
                "  --draft-vocab V  draft vocabulary (dsv3_model_set_mtp_draft_vocab; default 1024, 0 = all)\n"
                "  -t N             threads (default 1)\n"
-               "  --repeat R       rounds; speeds are medians over them (default 5)\n");
+               "  --repeat R       rounds; speeds are medians over them (default 5)\n"
+               "  --costs          time the parts of a speculative step instead (see the source's header)\n");
 }
 
 /* One greedy generation; tok/s of the decode phase, or -1 on error. */
@@ -70,15 +75,65 @@ static double run(dsv3_model *m, const int32_t *prompt, int64_t np, int64_t n_ne
     return gs->decode_s > 0 ? (double)(gs->generated - 1) / gs->decode_s : 0; /* the first token is the prefill's */
 }
 
+/* --costs: seconds per call of a main-model step of T tokens (T = 1..4) and of one MTP draft row, at a
+ * context of ctx tokens; medians over `repeat` rounds of `calls` calls. Returns 0 or 1 on error. */
+static int step_costs(dsv3_model *m, long repeat) {
+    enum { CTX = 128, CALLS = 64, TMAX = 4 };
+    const int64_t H = dsv3_model_config(m)->hidden_size, V = dsv3_model_config(m)->vocab_size;
+    dsv3_error err = {0};
+    dsv3_kv_cache *kc = NULL;
+    int32_t ids[CTX + TMAX];
+    for (int i = 0; i < CTX + TMAX; i++) ids[i] = 2 + (i * 7919) % (int)(V - 2);
+    float *logits = malloc(sizeof(float) * (size_t)(TMAX * V)), *hid = malloc(sizeof(float) * (size_t)((CTX + TMAX) * H)),
+          *g = malloc(sizeof(float) * (size_t)H);
+    double *sec = malloc(sizeof(double) * (size_t)repeat), med[TMAX + 1];
+    int rc = !logits || !hid || !g || !sec || dsv3_kv_cache_new(m, CTX + TMAX + 1, &kc, &err);
+    if (!rc) {
+        dsv3_batch_item it = {kc, ids, CTX};
+        dsv3_forward_out o = {.final_hidden = hid};
+        rc = dsv3_forward(m, &it, 1, &o, &err) || dsv3_mtp_draft(m, kc, hid, ids + 1, CTX - 1, logits, g, &err);
+    }
+    for (int v = 0; v <= TMAX && !rc; v++) { /* v < TMAX: main step of v+1 tokens; v == TMAX: MTP draft row */
+        for (long r = 0; r < repeat && !rc; r++) {
+            double t0 = dsv3_now_s();
+            for (int c = 0; c < CALLS && !rc; c++) {
+                if (v < TMAX) {
+                    dsv3_batch_item it = {kc, ids + CTX, v + 1};
+                    dsv3_forward_out o = {.logits = logits, .final_hidden = hid};
+                    rc = dsv3_forward(m, &it, 1, &o, &err) != DSV3_OK;
+                    dsv3_kv_cache_truncate(kc, CTX, -1);
+                } else {
+                    rc = dsv3_mtp_draft(m, kc, g, ids + CTX, 1, logits, g, &err) != DSV3_OK;
+                    dsv3_kv_cache_truncate(kc, CTX, CTX - 1);
+                }
+            }
+            sec[r] = (dsv3_now_s() - t0) / CALLS;
+        }
+        if (rc) break;
+        med[v] = dsv3_median(sec, (int)repeat);
+        if (v < TMAX) printf("  main step, %d token%s   %8.1f us  %.2fx\n", v + 1, v ? "s" : " ", 1e6 * med[v], med[v] / med[0]);
+        else printf("  MTP draft row        %8.1f us  %.2fx\n", 1e6 * med[v], med[v] / med[0]);
+    }
+    if (rc) fprintf(stderr, "bench_mtp: %s\n", err.msg[0] ? err.msg : "out of memory");
+    else
+        printf("{\"bench\":\"mtp_costs\",\"threads\":%d,\"ctx\":%d,\"step_us\":[%.1f,%.1f,%.1f,%.1f],\"draft_us\":%.1f}\n",
+               omp_get_max_threads(), CTX, 1e6 * med[0], 1e6 * med[1], 1e6 * med[2], 1e6 * med[3], 1e6 * med[4]);
+    dsv3_kv_cache_free(kc);
+    free(logits); free(hid); free(g); free(sec);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     const char *model_dir = "models/dsv3-kjv-tiny", *prompts[MAX_PROMPTS];
     int n_prompts = 0, n_drafts = 0;
     long drafts[MAX_DRAFTS];
     long n_new = 256, threads = 1, repeat = 5, draft_vocab = 1024;
+    int costs = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--costs")) { costs = 1; continue; }
         if (!v) bad = 1;
         else if (!strcmp(a, "--model")) model_dir = v;
         else if (!strcmp(a, "--prompt")) {
@@ -120,6 +175,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     dsv3_model_set_mtp_draft_vocab(m, draft_vocab);
+    if (costs) {
+        printf("model %s, %d thread(s), draft vocabulary %ld, context 128, medians of %ld rounds\n", model_dir,
+               omp_get_max_threads(), draft_vocab, repeat);
+        int rc = step_costs(m, repeat);
+        dsv3_tokenizer_free(tok);
+        dsv3_model_free(m);
+        return rc;
+    }
     const int nv = n_drafts + 1; /* variant 0: plain */
     double *tps = malloc(sizeof(double) * (size_t)(n_prompts * nv * repeat));
     long long acc[MAX_PROMPTS][MAX_DRAFTS + 1] = {{0}}, prop[MAX_PROMPTS][MAX_DRAFTS + 1] = {{0}};

@@ -117,8 +117,8 @@ static void check_amx_vs_ref(const dsv3_weight *W, const float *x, int64_t T, co
  * single-thread T=max result bitwise, and that within tolerance of the double
  * reference). x is misaligned by xmis floats. */
 static void check_all_paths(const dsv3_weight *W, int xmis, uint64_t seed, const char *what) {
-    static const int64_t Ts[] = {1, 2, 3, 4, 5, 16, 17};
-    const int64_t TMAX = 17, rows = W->rows, cols = W->cols;
+    static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 18};
+    const int64_t TMAX = 18, rows = W->rows, cols = W->cols;
     uint64_t s = seed;
     float *xa = malloc(sizeof(float) * (size_t)(TMAX * cols + 16)), *x = xa + xmis;
     for (int64_t i = 0; i < TMAX * cols; i++) x[i] = frand(&s);
@@ -149,7 +149,7 @@ static void check_all_paths(const dsv3_weight *W, int xmis, uint64_t seed, const
                 if (!same_bits(y, ref, T * rows, &bad))
                     test_fail_at(__FILE__, __LINE__, "%s: %s threads %d T=%lld: out[%lld][%lld] = %.9g, %s %.9g", what,
                                  dsv3_cpu_isa_name((dsv3_cpu_isa)isa), th, (long long)T, (long long)(bad / rows),
-                                 (long long)(bad % rows), y[bad], ref == ref0 ? "scalar" : "amx T=17", ref[bad]);
+                                 (long long)(bad % rows), y[bad], ref == ref0 ? "scalar" : "amx T=18", ref[bad]);
             }
         }
         /* a row subrange with a wider output stride */

@@ -87,6 +87,8 @@ void *dsv3_cpu_scratch(int slot, size_t n);
 /* Tokens up to which the AVX-512 matmul decodes weights in registers for all tokens at once (decode,
  * MTP verification, small batches); more go through the decoded-rows GEMM. */
 #define DSV3_CPU_DIRECT_MAX_T 4
+/* ... and the AVX2 matmul (in token groups of up to 4, each weight tile hot in L1 for the later groups) */
+#define DSV3_AVX2_DIRECT_MAX_T 16
 
 enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC,
        K_E4M3_CLEAN, /* avx512, avx2 decode: K_E4M3 of a weight without NaN codes (no per-chunk check) */

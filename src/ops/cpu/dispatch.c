@@ -145,7 +145,7 @@ static void cpu_matmul_rows(float *out, int64_t ld, const float *x, int64_t T, c
     const dsv3_cpu_kernels *k = g_kernels[isa];
     /* the kernels' FP8 decode choice needs the weight's one-time scans: here, before the row split */
     if (W->dtype == DSV3_F8_E4M3) {
-        if (isa == DSV3_CPU_ISA_AVX512 || (isa == DSV3_CPU_ISA_AVX2 && T <= 3)) dsv3_cpu_fp8_scan(W);
+        if (isa == DSV3_CPU_ISA_AVX512 || (isa == DSV3_CPU_ISA_AVX2 && T <= DSV3_AVX2_DIRECT_MAX_T)) dsv3_cpu_fp8_scan(W);
         else dsv3_cpu_fp8_scale_flags(W);
     }
     if (n * W->cols * T <= DSV3_OMP_MIN_WORK || n <= ROW_UNIT || omp_in_parallel() || omp_get_max_threads() == 1) {

@@ -240,23 +240,25 @@ static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float 
     }
 }
 
-/* T = 2-3 tokens (MTP verification, small batches): R rows x T tokens, one quarter of the lanes at a time
- * (as the prefill GEMM), so that R*T accumulators fit the 16 ymm: a 1-row x 3-token tile holding all four
- * quarters loads 4 weight and 12 activation vectors per 12 FMAs (load bound); here 3 rows x 3 tokens
- * load 3 + 3 per 9. Each weight is decoded once, in the pass of its quarter (the rows' later passes read
- * them from L1/L2). For the kinds without a per-chunk NaN check. */
+/* T = 2..DSV3_AVX2_DIRECT_MAX_T tokens (MTP verification, small batches, experts with few tokens): R rows
+ * x TT tokens per tile, one quarter of the lanes at a time (as the prefill GEMM), so that R*TT accumulators
+ * fit the 16 ymm: a 1-row x 3-token tile holding all four quarters loads 4 weight and 12 activation
+ * vectors per 12 FMAs (load bound); here 3 rows x 3 tokens load 3 + 3 per 9. Each weight is decoded once,
+ * in the pass of its quarter (the rows' later passes read them from L1/L2). More tokens run in groups of
+ * at most 4 over the same rows (matmul_direct), which are in L1 by then. For the kinds without a
+ * per-chunk NaN check. */
 AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
                       int64_t n, float *out, int64_t ldo, int64_t ostr) {
     const int fp8 = kind == K_E4M3_CLEAN || kind == K_E4M3_DWORD;
     const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
     const float fold = kind == K_E4M3_CLEAN ? 0x1p8f : kind == K_E4M3_DWORD ? 0x1p120f : 1.0f;
-    float part[4][3][4][8] __attribute__((aligned(32)));
+    float part[4][4][4][8] __attribute__((aligned(32)));
 #pragma GCC unroll 4
     for (int q = 0; q < 4; q++) {
-        __m256 acc[4][3];
+        __m256 acc[4][4];
 #pragma GCC unroll 4
         for (int j = 0; j < R; j++)
-#pragma GCC unroll 3
+#pragma GCC unroll 4
             for (int t = 0; t < TT; t++) acc[j][t] = _mm256_setzero_ps();
         for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) {
             const int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
@@ -270,7 +272,7 @@ AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weig
                     w[j] = decode8(kind, rw[j].p, i, sc[j]);
                     DSV3_AVX2_PIN(w[j]);
                 }
-#pragma GCC unroll 3
+#pragma GCC unroll 4
                 for (int t = 0; t < TT; t++) {
                     __m256 xv = _mm256_loadu_ps(x + t * n + i);
                     DSV3_AVX2_PIN(xv);
@@ -281,7 +283,7 @@ AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weig
         }
 #pragma GCC unroll 4
         for (int j = 0; j < R; j++)
-#pragma GCC unroll 3
+#pragma GCC unroll 4
             for (int t = 0; t < TT; t++) _mm256_store_ps(part[j][t][q], acc[j][t]);
     }
     for (int j = 0; j < R; j++) {
@@ -299,34 +301,134 @@ AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weig
     }
 }
 
-#define QROWS2 4 /* rows per tile for 2 tokens (8 accumulators + 4 w + 1 x) */
-#define QROWS3 3 /* for 3 tokens (9 + 3 + 1) */
-#define QUARTER_FN(TT, R, KIND, NAME)                                                                                 \
-    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *x, float *out, int64_t ldo, int64_t ostr) { \
-        tile_quarters(R, TT, KIND, W, rw, x, W->cols, out, ldo, ostr);                                                \
+/* reduce32 of the split accumulators (d21_bf16_split's E0, O0, E1, O1) without interleaving them back:
+ * E0 + E1 holds the reference's a0 + a2 (lanes 0-3) and a1 + a3 (lanes 4-7) at its even lanes, O0 + O1
+ * at the odd ones; their 128-bit halves summed are the reference's y at lanes 0, 2, 4, 6 and 1, 3, 5, 7;
+ * interleaved, the rest of reduce32's tree. Every sum is the reference's (operands swapped at most). */
+AI float reduce_split(__m256 e0, __m256 o0, __m256 e1, __m256 o1) {
+    const __m256 se = _mm256_add_ps(e0, e1), so = _mm256_add_ps(o0, o1);
+    const __m128 ye = _mm_add_ps(_mm256_castps256_ps128(se), _mm256_extractf128_ps(se, 1)),
+                 yo = _mm_add_ps(_mm256_castps256_ps128(so), _mm256_extractf128_ps(so, 1));
+    __m128 z = _mm_add_ps(_mm_unpacklo_ps(ye, yo), _mm_unpackhi_ps(ye, yo));
+    z = _mm_add_ps(z, _mm_movehl_ps(z, z));
+    z = _mm_add_ss(z, _mm_movehdup_ps(z));
+    return _mm_cvtss_f32(z);
+}
+
+/* BF16, 2..4 tokens: as tile_quarters, with the one-token split's decode (a 32-byte load of 16 weights:
+ * dword << 16 the even ones, dword & 0xffff0000 the odd ones) in four passes over the split lanes E0, O0,
+ * E1, O1 (the split tokens xs, split_token's layout, token t at xs + t * xld): one shift or and per 8
+ * weights, where the widening decode needs a zero-extension and a shift. */
+AI void tile_split(const int R, const int TT, const dsv3_weight *W, const row_ref *rw, const float *xs, int64_t xld,
+                   const float *x, int64_t n, float *out, int64_t ldo, int64_t ostr) {
+    const int64_t nfull = n - n % LANES;
+    const __m256i himask = _mm256_set1_epi32((int)0xffff0000u);
+    float part[4][4][4][8] __attribute__((aligned(32)));
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) { /* E0, O0, E1, O1 */
+        const int64_t wo = 16 * (p >> 1), xo = 16 * (p >> 1) + 8 * (p & 1);
+        __m256 acc[4][4];
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++)
+#pragma GCC unroll 4
+            for (int t = 0; t < TT; t++) acc[j][t] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nfull; i += LANES) {
+            __m256 w[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < R; j++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * (i + wo)));
+                w[j] = _mm256_castsi256_ps((p & 1) ? _mm256_and_si256(v, himask) : _mm256_slli_epi32(v, 16));
+                DSV3_AVX2_PIN(w[j]);
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < TT; t++) {
+                __m256 xv = _mm256_loadu_ps(xs + t * xld + i + xo);
+                DSV3_AVX2_PIN(xv);
+#pragma GCC unroll 4
+                for (int j = 0; j < R; j++) acc[j][t] = _mm256_fmadd_ps(w[j], xv, acc[j][t]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++)
+#pragma GCC unroll 4
+            for (int t = 0; t < TT; t++) _mm256_store_ps(part[j][t][p], acc[j][t]);
     }
-#define QUARTER_SET(KIND, SFX) QUARTER_FN(2, QROWS2, KIND, q2_##SFX) QUARTER_FN(3, QROWS3, KIND, q3_##SFX)
+    for (int j = 0; j < R; j++) {
+        float tmp[LANES];
+        if (nfull < n) {
+            memset(tmp, 0, sizeof tmp);
+            dsv3_cpu_decode_span(W, rw[j].r, nfull, n - nfull, tmp);
+        }
+        for (int t = 0; t < TT; t++) {
+            const __m256 e0 = _mm256_load_ps(part[j][t][0]), o0 = _mm256_load_ps(part[j][t][1]),
+                         e1 = _mm256_load_ps(part[j][t][2]), o1 = _mm256_load_ps(part[j][t][3]);
+            if (nfull < n) {
+                __m256 a[4];
+                unsplit(e0, o0, &a[0], &a[1]);
+                unsplit(e1, o1, &a[2], &a[3]);
+                tail_fma(tmp, x + t * n + nfull, n - nfull, a);
+                out[t * ldo + j * ostr] = reduce32(a[0], a[1], a[2], a[3]);
+            } else {
+                out[t * ldo + j * ostr] = reduce_split(e0, o0, e1, o1);
+            }
+        }
+    }
+}
+
+/* Rows per tile: 4 for 2 tokens (8 accumulators + 4 w + 1 x), else 3 (3 x 3: 9 + 3 + 1; 3 x 4: 12 + 3 + 1;
+ * a 3 x 2 group of 5 or 7 tokens: 6 + 3 + 1) */
+#define QROWS(T) ((T) == 2 ? 4 : 3)
+/* token group sizes: at most 4 tokens per group (3 for the widening kinds: their decode needs registers) */
+#define QGROUP_BF16 3
+#define QGROUP 3
+
+typedef void (*quarter_fn)(const dsv3_weight *, const row_ref *, const float *, int64_t, const float *, float *, int64_t,
+                           int64_t);
+#define QUARTER_FN(R, TT, KIND, NAME)                                                                                 \
+    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *xs, int64_t xld, const float *x, float *out, \
+                     int64_t ldo, int64_t ostr) {                                                                      \
+        (void)xs, (void)xld;                                                                                           \
+        tile_quarters(R, TT, KIND, W, rw, x, W->cols, out, ldo, ostr);                                                 \
+    }
+#define SPLIT_FN(R, TT, NAME)                                                                                         \
+    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *xs, int64_t xld, const float *x, float *out, \
+                     int64_t ldo, int64_t ostr) {                                                                      \
+        tile_split(R, TT, W, rw, xs, xld, x, W->cols, out, ldo, ostr);                                                 \
+    }
+/* [R == 4][TT - 1]: 4 rows only for TT = 2 */
+#define QUARTER_SET(KIND, SFX)                                                                                         \
+    QUARTER_FN(3, 1, KIND, q31_##SFX) QUARTER_FN(3, 2, KIND, q32_##SFX) QUARTER_FN(3, 3, KIND, q33_##SFX)             \
+    QUARTER_FN(4, 2, KIND, q42_##SFX)
 QUARTER_SET(K_F32, f32)
-QUARTER_SET(K_BF16, bf16)
 QUARTER_SET(K_F16, f16)
 QUARTER_SET(K_E4M3_CLEAN, e4m3c)
 QUARTER_SET(K_E4M3_DWORD, e4m3d)
+SPLIT_FN(3, 1, s31_bf16) SPLIT_FN(3, 2, s32_bf16) SPLIT_FN(3, 3, s33_bf16) SPLIT_FN(3, 4, s34_bf16)
+SPLIT_FN(4, 2, s42_bf16)
+#define QROW(SFX) {{q31_##SFX, q32_##SFX, q33_##SFX, NULL}, {NULL, q42_##SFX, NULL, NULL}}
+/* [kind][R == 4][TT - 1]; NULL kinds: per-chunk checks (1-row tiles) */
+static const quarter_fn g_quarters[9][2][4] = {
+    [K_F32] = QROW(f32), [K_F16] = QROW(f16), [K_E4M3_CLEAN] = QROW(e4m3c), [K_E4M3_DWORD] = QROW(e4m3d),
+    [K_BF16] = {{s31_bf16, s32_bf16, s33_bf16, s34_bf16}, {NULL, s42_bf16, NULL, NULL}}};
 
-/* [kind][T-2]; NULL: the kind has per-chunk checks (1-row tiles) */
-static const direct_fn g_quarters[9][2] = {
-    [K_F32] = {q2_f32, q3_f32}, [K_BF16] = {q2_bf16, q3_bf16}, [K_F16] = {q2_f16, q3_f16},
-    [K_E4M3_CLEAN] = {q2_e4m3c, q3_e4m3c}, [K_E4M3_DWORD] = {q2_e4m3d, q3_e4m3d}};
+/* T tokens as ng groups of near-equal sizes of at most gmax: sizes into g; returns ng. */
+static int token_groups(int64_t T, int gmax, int g[DSV3_AVX2_DIRECT_MAX_T]) {
+    const int ng = (int)((T + gmax - 1) / gmax);
+    for (int k = 0; k < ng; k++) g[k] = (int)(T * (k + 1) / ng - T * k / ng);
+    return ng;
+}
 
 static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                           int64_t o0, int64_t o1, int kind) {
-    /* one token: tiles of 2 rows h apart, each weight stream reading its own run of rows in order (as the
-     * AVX-512 path; adjacent rows interleave two streams in a page) */
+    const int64_t n = W->cols, nfull = n - n % LANES;
+    /* BF16: the token(s) split for the split tiles (without scratch: the widening tiles, same bits) */
+    float *xs = kind == K_BF16 ? dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)(T * (nfull ? nfull : 1))) : NULL;
+    if (xs)
+        for (int64_t t = 0; t < T; t++) split_token(x + t * n, nfull, xs + t * nfull);
+    /* tiles of R rows h apart, each weight stream reading its own run of rows in order (as the AVX-512
+     * path; adjacent rows interleave two streams in a page) */
     int64_t o = o0;
     if (T == 1) {
-        /* BF16: the split tiles (2-3 tokens measured slower split, in halves: the quarter tiles below;
-         * without scratch the widening tiles, same bits) */
-        float *xs = kind == K_BF16 ? dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)W->cols) : NULL;
-        if (xs) split_token(x, W->cols - W->cols % LANES, xs);
         const int64_t h = (o1 - o0) / 2;
         for (int64_t i = 0; i < h; i++) {
             row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};
@@ -334,19 +436,25 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
             else g_direct[kind][0][0](W, rw, x, out + (o0 + i - obase), ld, h);
         }
         o = o0 + 2 * h;
-    } else if (g_quarters[kind][T - 2]) { /* 2-3 tokens: R rows h apart per tile, as above */
-        const int R = T == 2 ? QROWS2 : QROWS3;
+    } else if (g_quarters[kind][0][0] && (kind != K_BF16 || xs)) {
+        int g[DSV3_AVX2_DIRECT_MAX_T];
+        const int ng = token_groups(T, kind == K_BF16 ? QGROUP_BF16 : QGROUP, g), R = QROWS(T);
         const int64_t h = (o1 - o0) / R;
         for (int64_t i = 0; i < h; i++) {
             row_ref rw[4];
             for (int j = 0; j < R; j++) rw[j] = dsv3_cpu_row(W, o0 + i + j * h);
-            g_quarters[kind][T - 2](W, rw, x, out + (o0 + i - obase), ld, h);
+            for (int k = 0, t0 = 0; k < ng; t0 += g[k++])
+                g_quarters[kind][R == 4][g[k] - 1](W, rw, xs + t0 * nfull, nfull, x + t0 * n,
+                                                     out + t0 * ld + (o0 + i - obase), ld, h);
         }
         o = o0 + R * h;
     }
+    /* the other rows (and the kinds with per-chunk checks): 1-row tiles of up to 3 tokens */
+    int g[DSV3_AVX2_DIRECT_MAX_T];
+    const int ng = token_groups(T, 3, g);
     for (; o < o1; o++) {
         row_ref rw = dsv3_cpu_row(W, o);
-        g_direct[kind][T - 1][1](W, &rw, x, out + (o - obase), ld, 1);
+        for (int k = 0, t0 = 0; k < ng; t0 += g[k++]) g_direct[kind][g[k] - 1][1](W, &rw, x + t0 * n, out + t0 * ld + (o - obase), ld, 1);
     }
 }
 
@@ -521,7 +629,7 @@ static int matmul_gemm(float *out, int64_t ld, const float *x, int64_t T, const 
 
 static int matmul_block_avx2(float *out, int64_t ld, const float *x, int64_t T, const dsv3_weight *W, int64_t obase,
                              int64_t o0, int64_t o1) {
-    if (T > 3) return matmul_gemm(out, ld, x, T, W, obase, o0, o1);
+    if (T > DSV3_AVX2_DIRECT_MAX_T) return matmul_gemm(out, ld, x, T, W, obase, o0, o1);
     matmul_direct(out, ld, x, T, W, obase, o0, o1, dsv3_cpu_fp8_decode_kind(W, dsv3_cpu_kind(W)));
     return 0;
 }

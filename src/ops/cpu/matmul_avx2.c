@@ -4,10 +4,11 @@
  * fmaf() sequence; tails use masked loads and blend the FMA result into the
  * covered lanes only; the reduction tree is reproduced by reduce32.
  *
- * T <= 3 (decode, MTP verification): weights decoded in registers, R rows x T
- * tokens per tile, as in matmul_avx512.c. T >= 4 (prefill): a packed GEMM, rows
- * decoded once per group into an f32 buffer (see "prefill path"). FP8 chunks
- * holding a NaN code take the reference decode. */
+ * T <= DSV3_AVX2_DIRECT_MAX_T (decode, MTP verification, small batches, experts
+ * with few tokens): weights decoded in registers, R rows x up to 3 tokens per
+ * tile (more tokens: groups over the same rows). Larger T (prefill): a packed
+ * GEMM, rows decoded once per group into an f32 buffer (see "prefill path").
+ * FP8 chunks holding a NaN code take the reference decode. */
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
 #include <math.h>
@@ -240,22 +241,29 @@ static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float 
     }
 }
 
+/* Rows per tile: 4 for 2 tokens (8 accumulators + 4 w + 1 x), else 3 (3 x 3: 9 + 3 + 1; the 3 x 2 groups
+ * of 4, 5, 7.. tokens: 6 + 3 + 1) */
+#define QROWS(T) ((T) == 2 ? 4 : 3)
+/* tokens per group: at most 3 (the 3 x 4 split tile, 16 registers with its mask, measured slower than
+ * two 3 x 2 groups: tiny-model lm_head T=4 0.557 vs 0.315 ms) */
+#define QGROUP 3
+
 /* T = 2..DSV3_AVX2_DIRECT_MAX_T tokens (MTP verification, small batches, experts with few tokens): R rows
- * x TT tokens per tile, one quarter of the lanes at a time (as the prefill GEMM), so that R*TT accumulators
+ * x TT <= 3 tokens per tile, one quarter of the lanes at a time (as the prefill GEMM), so that R*TT accumulators
  * fit the 16 ymm: a 1-row x 3-token tile holding all four quarters loads 4 weight and 12 activation
  * vectors per 12 FMAs (load bound); here 3 rows x 3 tokens load 3 + 3 per 9. Each weight is decoded once,
  * in the pass of its quarter (the rows' later passes read them from L1/L2). More tokens run in groups of
- * at most 4 over the same rows (matmul_direct), which are in L1 by then. For the kinds without a
+ * 2-3 over the same rows (matmul_direct), which are in L1 by then. For the kinds without a
  * per-chunk NaN check. */
 AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
                       int64_t n, float *out, int64_t ldo, int64_t ostr) {
     const int fp8 = kind == K_E4M3_CLEAN || kind == K_E4M3_DWORD;
     const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
     const float fold = kind == K_E4M3_CLEAN ? 0x1p8f : kind == K_E4M3_DWORD ? 0x1p120f : 1.0f;
-    float part[4][4][4][8] __attribute__((aligned(32)));
+    float part[4][QGROUP][4][8] __attribute__((aligned(32)));
 #pragma GCC unroll 4
     for (int q = 0; q < 4; q++) {
-        __m256 acc[4][4];
+        __m256 acc[4][QGROUP];
 #pragma GCC unroll 4
         for (int j = 0; j < R; j++)
 #pragma GCC unroll 4
@@ -323,11 +331,11 @@ AI void tile_split(const int R, const int TT, const dsv3_weight *W, const row_re
                    const float *x, int64_t n, float *out, int64_t ldo, int64_t ostr) {
     const int64_t nfull = n - n % LANES;
     const __m256i himask = _mm256_set1_epi32((int)0xffff0000u);
-    float part[4][4][4][8] __attribute__((aligned(32)));
+    float part[4][QGROUP][4][8] __attribute__((aligned(32)));
 #pragma GCC unroll 4
     for (int p = 0; p < 4; p++) { /* E0, O0, E1, O1 */
         const int64_t wo = 16 * (p >> 1), xo = 16 * (p >> 1) + 8 * (p & 1);
-        __m256 acc[4][4];
+        __m256 acc[4][QGROUP];
 #pragma GCC unroll 4
         for (int j = 0; j < R; j++)
 #pragma GCC unroll 4
@@ -375,12 +383,6 @@ AI void tile_split(const int R, const int TT, const dsv3_weight *W, const row_re
     }
 }
 
-/* Rows per tile: 4 for 2 tokens (8 accumulators + 4 w + 1 x), else 3 (3 x 3: 9 + 3 + 1; 3 x 4: 12 + 3 + 1;
- * a 3 x 2 group of 5 or 7 tokens: 6 + 3 + 1) */
-#define QROWS(T) ((T) == 2 ? 4 : 3)
-/* token group sizes: at most 4 tokens per group (3 for the widening kinds: their decode needs registers) */
-#define QGROUP_BF16 3
-#define QGROUP 3
 
 typedef void (*quarter_fn)(const dsv3_weight *, const row_ref *, const float *, int64_t, const float *, float *, int64_t,
                            int64_t);
@@ -395,21 +397,21 @@ typedef void (*quarter_fn)(const dsv3_weight *, const row_ref *, const float *, 
                      int64_t ldo, int64_t ostr) {                                                                      \
         tile_split(R, TT, W, rw, xs, xld, x, W->cols, out, ldo, ostr);                                                 \
     }
-/* [R == 4][TT - 1]: 4 rows only for TT = 2 */
+/* [R == 4][TT - 1]: 4 rows only for TT = 2; no TT = 1 (T >= 2 splits into groups of 2-3) */
 #define QUARTER_SET(KIND, SFX)                                                                                         \
-    QUARTER_FN(3, 1, KIND, q31_##SFX) QUARTER_FN(3, 2, KIND, q32_##SFX) QUARTER_FN(3, 3, KIND, q33_##SFX)             \
+    QUARTER_FN(3, 2, KIND, q32_##SFX) QUARTER_FN(3, 3, KIND, q33_##SFX)             \
     QUARTER_FN(4, 2, KIND, q42_##SFX)
 QUARTER_SET(K_F32, f32)
 QUARTER_SET(K_F16, f16)
 QUARTER_SET(K_E4M3_CLEAN, e4m3c)
 QUARTER_SET(K_E4M3_DWORD, e4m3d)
-SPLIT_FN(3, 1, s31_bf16) SPLIT_FN(3, 2, s32_bf16) SPLIT_FN(3, 3, s33_bf16) SPLIT_FN(3, 4, s34_bf16)
+SPLIT_FN(3, 2, s32_bf16) SPLIT_FN(3, 3, s33_bf16)
 SPLIT_FN(4, 2, s42_bf16)
-#define QROW(SFX) {{q31_##SFX, q32_##SFX, q33_##SFX, NULL}, {NULL, q42_##SFX, NULL, NULL}}
+#define QROW(SFX) {{NULL, q32_##SFX, q33_##SFX}, {NULL, q42_##SFX, NULL}}
 /* [kind][R == 4][TT - 1]; NULL kinds: per-chunk checks (1-row tiles) */
-static const quarter_fn g_quarters[9][2][4] = {
+static const quarter_fn g_quarters[9][2][QGROUP] = {
     [K_F32] = QROW(f32), [K_F16] = QROW(f16), [K_E4M3_CLEAN] = QROW(e4m3c), [K_E4M3_DWORD] = QROW(e4m3d),
-    [K_BF16] = {{s31_bf16, s32_bf16, s33_bf16, s34_bf16}, {NULL, s42_bf16, NULL, NULL}}};
+    [K_BF16] = {{NULL, s32_bf16, s33_bf16}, {NULL, s42_bf16, NULL}}};
 
 /* T tokens as ng groups of near-equal sizes of at most gmax: sizes into g; returns ng. */
 static int token_groups(int64_t T, int gmax, int g[DSV3_AVX2_DIRECT_MAX_T]) {
@@ -436,9 +438,9 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
             else g_direct[kind][0][0](W, rw, x, out + (o0 + i - obase), ld, h);
         }
         o = o0 + 2 * h;
-    } else if (g_quarters[kind][0][0] && (kind != K_BF16 || xs)) {
+    } else if (g_quarters[kind][0][1] && (kind != K_BF16 || xs)) {
         int g[DSV3_AVX2_DIRECT_MAX_T];
-        const int ng = token_groups(T, kind == K_BF16 ? QGROUP_BF16 : QGROUP, g), R = QROWS(T);
+        const int ng = token_groups(T, QGROUP, g), R = QROWS(T);
         const int64_t h = (o1 - o0) / R;
         for (int64_t i = 0; i < h; i++) {
             row_ref rw[4];

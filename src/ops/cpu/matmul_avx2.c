@@ -203,6 +203,20 @@ AI void unsplit(__m256 e, __m256 o, __m256 *lo, __m256 *hi) {
     *hi = _mm256_permute2f128_ps(a, b, 0x31);
 }
 
+/* reduce32 of the split accumulators (d21_bf16_split's E0, O0, E1, O1) without interleaving them back:
+ * E0 + E1 holds the reference's a0 + a2 (lanes 0-3) and a1 + a3 (lanes 4-7) at its even lanes, O0 + O1
+ * at the odd ones; their 128-bit halves summed are the reference's y at lanes 0, 2, 4, 6 and 1, 3, 5, 7;
+ * interleaved, the rest of reduce32's tree. Every sum is the reference's (operands swapped at most). */
+AI float reduce_split(__m256 e0, __m256 o0, __m256 e1, __m256 o1) {
+    const __m256 se = _mm256_add_ps(e0, e1), so = _mm256_add_ps(o0, o1);
+    const __m128 ye = _mm_add_ps(_mm256_castps256_ps128(se), _mm256_extractf128_ps(se, 1)),
+                 yo = _mm_add_ps(_mm256_castps256_ps128(so), _mm256_extractf128_ps(so, 1));
+    __m128 z = _mm_add_ps(_mm_unpacklo_ps(ye, yo), _mm_unpackhi_ps(ye, yo));
+    z = _mm_add_ps(z, _mm_movehl_ps(z, z));
+    z = _mm_add_ss(z, _mm_movehdup_ps(z));
+    return _mm_cvtss_f32(z);
+}
+
 static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float *xs, const float *x, float *out,
                            int64_t ostr) {
     const int64_t n = W->cols, nfull = n - n % LANES;
@@ -229,14 +243,16 @@ static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float 
         }
     }
     for (int j = 0; j < 2; j++) {
+        if (nfull == n) { /* no tail: the reference tree straight from the split lanes */
+            out[j * ostr] = reduce_split(e0[j], o0[j], e1[j], o1[j]);
+            continue;
+        }
         __m256 a[4];
         unsplit(e0[j], o0[j], &a[0], &a[1]);
         unsplit(e1[j], o1[j], &a[2], &a[3]);
-        if (nfull < n) {
-            float tmp[LANES] = {0};
-            dsv3_cpu_decode_span(W, rw[j].r, nfull, n - nfull, tmp);
-            tail_fma(tmp, x + nfull, n - nfull, a);
-        }
+        float tmp[LANES] = {0};
+        dsv3_cpu_decode_span(W, rw[j].r, nfull, n - nfull, tmp);
+        tail_fma(tmp, x + nfull, n - nfull, a);
         out[j * ostr] = reduce32(a[0], a[1], a[2], a[3]);
     }
 }
@@ -309,21 +325,7 @@ AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weig
     }
 }
 
-/* reduce32 of the split accumulators (d21_bf16_split's E0, O0, E1, O1) without interleaving them back:
- * E0 + E1 holds the reference's a0 + a2 (lanes 0-3) and a1 + a3 (lanes 4-7) at its even lanes, O0 + O1
- * at the odd ones; their 128-bit halves summed are the reference's y at lanes 0, 2, 4, 6 and 1, 3, 5, 7;
- * interleaved, the rest of reduce32's tree. Every sum is the reference's (operands swapped at most). */
-AI float reduce_split(__m256 e0, __m256 o0, __m256 e1, __m256 o1) {
-    const __m256 se = _mm256_add_ps(e0, e1), so = _mm256_add_ps(o0, o1);
-    const __m128 ye = _mm_add_ps(_mm256_castps256_ps128(se), _mm256_extractf128_ps(se, 1)),
-                 yo = _mm_add_ps(_mm256_castps256_ps128(so), _mm256_extractf128_ps(so, 1));
-    __m128 z = _mm_add_ps(_mm_unpacklo_ps(ye, yo), _mm_unpackhi_ps(ye, yo));
-    z = _mm_add_ps(z, _mm_movehl_ps(z, z));
-    z = _mm_add_ss(z, _mm_movehdup_ps(z));
-    return _mm_cvtss_f32(z);
-}
-
-/* BF16, 2..4 tokens: as tile_quarters, with the one-token split's decode (a 32-byte load of 16 weights:
+/* BF16, 2-3 tokens: as tile_quarters, with the one-token split's decode (a 32-byte load of 16 weights:
  * dword << 16 the even ones, dword & 0xffff0000 the odd ones) in four passes over the split lanes E0, O0,
  * E1, O1 (the split tokens xs, split_token's layout, token t at xs + t * xld): one shift or and per 8
  * weights, where the widening decode needs a zero-extension and a shift. */

@@ -117,7 +117,7 @@ static void check_amx_vs_ref(const dsv3_weight *W, const float *x, int64_t T, co
  * single-thread T=max result bitwise, and that within tolerance of the double
  * reference). x is misaligned by xmis floats. */
 static void check_all_paths(const dsv3_weight *W, int xmis, uint64_t seed, const char *what) {
-    static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 18};
+    static const int64_t Ts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 16, 17, 18}; /* 2-16: direct (avx2: groups of 2-3), more: GEMM */
     const int64_t TMAX = 18, rows = W->rows, cols = W->cols;
     uint64_t s = seed;
     float *xa = malloc(sizeof(float) * (size_t)(TMAX * cols + 16)), *x = xa + xmis;

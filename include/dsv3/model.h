@@ -23,6 +23,10 @@ int dsv3_model_has_mtp(const dsv3_model *m);
  * frequency-ranked draft vocabularies). Verification is unchanged: greedy output stays
  * identical and sampled output keeps its distribution; only the acceptance rate moves. */
 void dsv3_model_set_mtp_draft_vocab(dsv3_model *m, int64_t n);
+/* The draft vocabulary `dsv3 generate --mtp` uses unless told: vocab / 8 for vocabularies of 8192 ids
+ * or more (1024 for the default model, whose greedy drafts it accepts as often as the full head while
+ * its draft steps cost less; 16160 for DeepSeek-V3), else 0 (all ids). */
+int64_t dsv3_model_mtp_draft_vocab_default(const dsv3_model *m);
 /* Tokens per block of the expert-parallel MoE of a prefill (each thread runs whole experts over a
  * block's tokens; the block's scratch is bounded by a budget, see src/model/model_internal.h):
  * at most n (0 = as many as the budget allows). Results do not depend on it (the same bits). */

@@ -29,7 +29,8 @@ static void usage(FILE *f) {
                "  --mtp-drafts N  draft tokens per step, 1..4 (default 2): the MTP module's, then ones\n"
                "                  chained through it; all verified by one (N+1)-token step (implies --mtp)\n"
                "  --mtp-draft-vocab N  drafts choose among token ids [0, N) only: a cheaper draft head\n"
-               "                  (BPE ids are roughly frequency-ranked); 0 = all ids (default)\n"
+               "                  (BPE ids are roughly frequency-ranked); 0 = all ids; default: vocab / 8\n"
+               "                  for vocabularies of 8192+ ids (1024 for the default model), else all\n"
                "  --stats         print one JSON line of speed/MTP statistics to stderr\n"
                "  -t N            threads (default: all cores)\n");
 }
@@ -63,7 +64,7 @@ static int print_token(int32_t tok, void *ctx) {
 
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL, *text = NULL, *tok_dir = NULL, *n_s = "16", *temp_s = "0", *top_p_s = "1", *top_k_s = "0",
-               *seed_s = "0", *threads = NULL, *draft_vocab_s = "0", *drafts_s = NULL;
+               *seed_s = "0", *threads = NULL, *draft_vocab_s = NULL, *drafts_s = NULL;
     int bad = 0, ignore_eos = 0, stats = 0, chat = 0, print_ids = 0, use_mtp = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
@@ -89,14 +90,14 @@ int cmd_generate(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    int64_t n_gen, top_k, seed, nthreads = 0, draft_vocab;
+    int64_t n_gen, top_k, seed, nthreads = 0, draft_vocab = 0;
     float temp, top_p;
     if (cli_parse_i64(n_s, 0, 1 << 24, &n_gen)) { fprintf(stderr, "dsv3 generate: bad -n '%s'\n", n_s); return 2; }
     if (cli_parse_f32(temp_s, &temp) || temp < 0) { fprintf(stderr, "dsv3 generate: bad --temp '%s'\n", temp_s); return 2; }
     if (cli_parse_f32(top_p_s, &top_p) || !(top_p > 0 && top_p <= 1)) { fprintf(stderr, "dsv3 generate: bad --top-p '%s' (want (0,1])\n", top_p_s); return 2; }
     if (cli_parse_i64(top_k_s, 0, INT32_MAX, &top_k)) { fprintf(stderr, "dsv3 generate: bad --top-k '%s'\n", top_k_s); return 2; }
     if (cli_parse_i64(seed_s, 0, INT64_MAX, &seed)) { fprintf(stderr, "dsv3 generate: bad --seed '%s'\n", seed_s); return 2; }
-    if (cli_parse_i64(draft_vocab_s, 0, INT32_MAX, &draft_vocab)) { fprintf(stderr, "dsv3 generate: bad --mtp-draft-vocab '%s'\n", draft_vocab_s); return 2; }
+    if (draft_vocab_s && cli_parse_i64(draft_vocab_s, 0, INT32_MAX, &draft_vocab)) { fprintf(stderr, "dsv3 generate: bad --mtp-draft-vocab '%s'\n", draft_vocab_s); return 2; }
     if (threads && cli_parse_i64(threads, 0, 4096, &nthreads)) { fprintf(stderr, "dsv3 generate: bad -t '%s'\n", threads); return 2; }
     int64_t drafts = DSV3_MTP_DEFAULT_DRAFTS;
     if (drafts_s && cli_parse_i64(drafts_s, 1, DSV3_MTP_MAX_DRAFTS, &drafts)) {
@@ -119,7 +120,7 @@ int cmd_generate(int argc, char **argv) {
     int64_t n_prompt = 0;
     if (dsv3_model_load(model_dir, &m, &err)) goto fail;
     const dsv3_config *c = dsv3_model_config(m);
-    dsv3_model_set_mtp_draft_vocab(m, draft_vocab);
+    dsv3_model_set_mtp_draft_vocab(m, draft_vocab_s ? draft_vocab : dsv3_model_mtp_draft_vocab_default(m));
     if (text) {
         if (dsv3_tokenizer_load(tok_dir ? tok_dir : model_dir, &tok, &err)) goto fail;
         dsv3_ids tids = {0};

@@ -260,4 +260,7 @@ int dsv3_model_has_mtp(const dsv3_model *m) { return m->has_mtp; }
 void dsv3_model_set_mtp_draft_vocab(dsv3_model *m, int64_t n) {
     m->mtp_draft_vocab = n > 0 && n < m->cfg.vocab_size ? n : 0;
 }
+int64_t dsv3_model_mtp_draft_vocab_default(const dsv3_model *m) {
+    return m->cfg.vocab_size >= 8192 ? m->cfg.vocab_size / 8 : 0;
+}
 int64_t dsv3_model_n_moe_layers(const dsv3_model *m) { return m->n_moe_layers; }

@@ -1,5 +1,6 @@
 /* The embedded default model (models/dsv3-kjv-tiny) loads with its tokenizer
- * and generates text; MTP speculative decoding gives the same greedy text. */
+ * and generates text; MTP speculative decoding gives the same greedy text, with
+ * the full draft head and with `dsv3 generate`'s default draft vocabulary. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,9 +35,11 @@ TEST(default_model_generates_text) {
     const char *prompt = "And God said";
     dsv3_ids ids = {0};
     CHECK(dsv3_tokenizer_encode(tok, prompt, strlen(prompt), DSV3_TOK_ADD_SPECIAL, &ids, &err) == DSV3_OK);
-    collect out[2];
-    dsv3_gen_stats gs[2];
-    for (int mtp = 0; mtp < 2; mtp++) {
+    collect out[3];
+    dsv3_gen_stats gs[3];
+    CHECK(dsv3_model_mtp_draft_vocab_default(m) == 1024); /* vocab 8192 / 8 */
+    for (int mtp = 0; mtp < 3; mtp++) { /* plain; 1 draft, all ids; 2 drafts, the default draft vocabulary */
+        dsv3_model_set_mtp_draft_vocab(m, mtp == 2 ? dsv3_model_mtp_draft_vocab_default(m) : 0);
         dsv3_kv_cache *kc = NULL;
         dsv3_sampler smp;
         dsv3_sampler_params sp = {0.0f, 1.0f, 0, 0};
@@ -48,12 +51,15 @@ TEST(default_model_generates_text) {
         dsv3_sampler_free(&smp);
         dsv3_kv_cache_free(kc);
     }
-    CHECK(out[0].n == 32 && out[1].n == 32 && !memcmp(out[0].toks, out[1].toks, sizeof(int32_t) * 32));
+    for (int v = 1; v < 3; v++)
+        CHECK_MSG(out[0].n == 32 && out[v].n == 32 && !memcmp(out[0].toks, out[v].toks, sizeof(int32_t) * 32),
+                  "MTP variant %d: the greedy output differs", v);
     char *text = NULL;
     size_t len = 0;
     CHECK(dsv3_tokenizer_decode(tok, out[0].toks, 32, DSV3_TOK_SKIP_SPECIAL, &text, &len, &err) == DSV3_OK);
-    fprintf(stderr, "    \"%s\" ->%s\n    MTP acceptance %lld/%lld\n", prompt, text, (long long)gs[1].mtp_accepted,
-            (long long)gs[1].mtp_drafted);
+    fprintf(stderr, "    \"%s\" ->%s\n    MTP acceptance %lld/%lld (1 draft), %lld/%lld (2 drafts, draft vocabulary 1024)\n",
+            prompt, text, (long long)gs[1].mtp_accepted, (long long)gs[1].mtp_drafted, (long long)gs[2].mtp_accepted,
+            (long long)gs[2].mtp_drafted);
     CHECK(len > 20);
     free(text);
     dsv3_ids_free(&ids);

@@ -39,6 +39,8 @@ TEST(cli_usage_and_errors) {
     CHECK(run("info tests/data/missing-model", out, sizeof out, 1) == 1 && strstr(out, "missing-model/config.json"));
     CHECK(run("generate --model tests/data/deepseek-v3 --prompt-ids 1,2", out, sizeof out, 1) == 1 && strstr(out, "model.safetensors"));
     CHECK(run("generate --model x --prompt-ids 1 --temp abc", out, sizeof out, 1) == 2 && strstr(out, "--temp"));
+    CHECK(run("generate --model x --prompt-ids 1 --mtp --mtp-draft-vocab -5", out, sizeof out, 1) == 2 &&
+          strstr(out, "--mtp-draft-vocab"));
     CHECK(run("generate --model", out, sizeof out, 1) == 2 && strstr(out, "needs a value"));
 }
 

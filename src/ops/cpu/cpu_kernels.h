@@ -93,7 +93,7 @@ void *dsv3_cpu_scratch(int slot, size_t n);
 enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC,
        K_E4M3_CLEAN, /* avx512, avx2 decode: K_E4M3 of a weight without NaN codes (no per-chunk check) */
        K_E4M3_DWORD, /* avx512, avx2 decode: ... and without subnormal codes (decoded in 32-bit lanes) */
-       K_BF16_SPLIT  /* avx512: BF16 as even/odd k halves of 32-bit lanes, x split alike (few tokens) */ };
+       K_BF16_SPLIT  /* avx512, avx2 tiles: BF16 as even/odd k halves of 32-bit lanes, x split alike (few tokens) */ };
 static inline int dsv3_cpu_kind(const dsv3_weight *W) {
     if (!dsv3_cpu_blocks_aligned(W)) return K_GENERIC;
     switch (W->dtype) {

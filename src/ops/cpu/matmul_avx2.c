@@ -49,6 +49,15 @@ AI void tail_fma(const float *w, const float *x, int64_t len, __m256 a[4]) {
     }
 }
 
+/* The tail of row r (columns nfull..n-1, n - nfull < 32) decoded into tmp, zero-padded to 32 lanes (the
+ * zeros: tail_fma's w; not a `= {0}` initializer in the tiles, which gcc compiled to a rep stos per row even
+ * without a tail: 27% of a 2-3 token tile). Nothing without a tail. */
+AI void decode_tail(const dsv3_weight *W, int64_t r, int64_t nfull, int64_t n, float tmp[LANES]) {
+    if (nfull == n) return;
+    memset(tmp, 0, sizeof(float) * LANES);
+    dsv3_cpu_decode_span(W, r, nfull, n - nfull, tmp);
+}
+
 static float dot_f32_avx2(const float *a, const float *b, int64_t n) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t i = 0;
@@ -140,8 +149,8 @@ AI void tile(const int R, const int TT, const int kind, const dsv3_weight *W, co
     }
     if (nfull < n)
         for (int j = 0; j < R; j++) {
-            float tmp[LANES] = {0};
-            dsv3_cpu_decode_span(W, rw[j].r, nfull, n - nfull, tmp);
+            float tmp[LANES];
+            decode_tail(W, rw[j].r, nfull, n, tmp);
             for (int t = 0; t < TT; t++) tail_fma(tmp, x + t * ldx + nfull, n - nfull, acc[j][t]);
         }
     for (int j = 0; j < R; j++)
@@ -183,7 +192,7 @@ static const direct_fn g_direct[9][3][2] = {DIRECT_ROW(f32),   DIRECT_ROW(bf16),
  * vectors of 8 dwords; dword << 16 is the f32 of its even element, dword & 0xffff0000 that of its odd one.
  * The token is split alike once per call (split_token), so accumulator E0 holds the reference lanes
  * 0, 2, .., 14, O0 1, 3, .., 15, E1 16, .., 30, O1 17, .., 31, each with the reference's fmaf sequence;
- * they are interleaved back before the tail and the reduction. Per 64 weights: 4 + 4 loads, 4 shifts,
+ * reduce_split (no tail) or unsplit + tail_fma + reduce32 turn them into the reference's dot product. Per 64 weights: 4 + 4 loads, 4 shifts,
  * 4 ands, 8 FMAs (the widening decode: 16 loads, 8 shuffles, 8 shifts). */
 static void split_token(const float *x, int64_t nfull, float *xs) {
     for (int64_t i = 0; i < nfull; i += LANES)
@@ -217,6 +226,18 @@ AI float reduce_split(__m256 e0, __m256 o0, __m256 e1, __m256 o1) {
     return _mm_cvtss_f32(z);
 }
 
+/* The dot product of split accumulators: the reference tree straight from them without a tail (len 0);
+ * with one, interleaved back into the reference's lanes, the tail's FMAs (tail_fma: the decoded tail tw,
+ * the token's tail xt), reduce32. */
+AI float split_result(__m256 e0, __m256 o0, __m256 e1, __m256 o1, const float *tw, const float *xt, int64_t len) {
+    if (!len) return reduce_split(e0, o0, e1, o1);
+    __m256 a[4];
+    unsplit(e0, o0, &a[0], &a[1]);
+    unsplit(e1, o1, &a[2], &a[3]);
+    tail_fma(tw, xt, len, a);
+    return reduce32(a[0], a[1], a[2], a[3]);
+}
+
 static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float *xs, const float *x, float *out,
                            int64_t ostr) {
     const int64_t n = W->cols, nfull = n - n % LANES;
@@ -242,6 +263,9 @@ static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float 
             o1[j] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v1, himask)), xo1, o1[j]);
         }
     }
+    /* split_result's steps written out: with split_result / decode_tail here this hot one-token tile
+     * measured 0.118-0.125 ms against 0.101 (default-model lm_head; gcc laid the accumulators out on
+     * the stack in one such build) */
     for (int j = 0; j < 2; j++) {
         if (nfull == n) { /* no tail: the reference tree straight from the split lanes */
             out[j * ostr] = reduce_split(e0[j], o0[j], e1[j], o1[j]);
@@ -265,20 +289,30 @@ static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float 
 #define QGROUP 3
 
 /* T = 2..DSV3_AVX2_DIRECT_MAX_T tokens (MTP verification, small batches, experts with few tokens): R rows
- * x TT <= 3 tokens per tile, one quarter of the lanes at a time (as the prefill GEMM), so that R*TT accumulators
- * fit the 16 ymm: a 1-row x 3-token tile holding all four quarters loads 4 weight and 12 activation
- * vectors per 12 FMAs (load bound); here 3 rows x 3 tokens load 3 + 3 per 9. Each weight is decoded once,
- * in the pass of its quarter (the rows' later passes read them from L1/L2). More tokens run in groups of
- * 2-3 over the same rows (matmul_direct), which are in L1 by then. For the kinds without a
- * per-chunk NaN check. */
-AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *x,
-                      int64_t n, float *out, int64_t ldo, int64_t ostr) {
-    const int fp8 = kind == K_E4M3_CLEAN || kind == K_E4M3_DWORD;
+ * x TT <= 3 tokens per tile in four passes, each over one quarter of the lanes (as the prefill GEMM), so
+ * that R*TT accumulators fit the 16 ymm: a 1-row x 3-token tile holding all four quarters loads 4 weight
+ * and 12 activation vectors per 12 FMAs (load bound); here 3 rows x 3 tokens load 3 + 3 per 9. Each
+ * weight is decoded in the pass of its quarter (the rows' later passes read them from L1/L2). More tokens
+ * run in groups of 2-3 over the same rows (matmul_direct), which are in L1 by then. For the kinds without
+ * a per-chunk NaN check.
+ * K_BF16_SPLIT (BF16): the passes run over the one-token split's lane sets E0, O0, E1, O1 instead (a
+ * 32-byte load of 16 weights: dword << 16 the even ones, dword & 0xffff0000 the odd ones; the split tokens
+ * xs in split_token's layout, token t at xs + t * xld): one shift or and per 8 weights, where the widening
+ * decode needs a zero-extension and a shift; split_result reduces them. */
+AI void tile_passes(const int R, const int TT, const int kind, const dsv3_weight *W, const row_ref *rw, const float *xs,
+                    int64_t xld, const float *x, int64_t n, float *out, int64_t ldo, int64_t ostr) {
+    const int split = kind == K_BF16_SPLIT, fp8 = kind == K_E4M3_CLEAN || kind == K_E4M3_DWORD;
     const int64_t nfull = n - n % LANES, bc = fp8 ? W->block_c : nfull + LANES;
     const float fold = kind == K_E4M3_CLEAN ? 0x1p8f : kind == K_E4M3_DWORD ? 0x1p120f : 1.0f;
+    const __m256i himask = _mm256_set1_epi32((int)0xffff0000u);
     float part[4][QGROUP][4][8] __attribute__((aligned(32)));
 #pragma GCC unroll 4
-    for (int q = 0; q < 4; q++) {
+    for (int p = 0; p < 4; p++) {
+        /* quarter kinds: chunk i + 8p, the token at the same column; split: the half 16 * (p >> 1) of the
+         * chunk at i, the token's split lanes of pass p */
+        const int64_t i0 = split ? 0 : 8 * p, wo = split ? 16 * (p >> 1) : 0, xo = split ? 16 * (p >> 1) + 8 * (p & 1) : 0;
+        const float *xp = split ? xs + xo : x;
+        const int64_t xstep = split ? xld : n;
         __m256 acc[4][QGROUP];
 #pragma GCC unroll 4
         for (int j = 0; j < R; j++)
@@ -289,16 +323,21 @@ AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weig
             float sc[4];
 #pragma GCC unroll 4
             for (int j = 0; j < R; j++) sc[j] = fp8 ? rw[j].srow[blk] * fold : 1.0f;
-            for (int64_t i = c0 + 8 * q; i < c1; i += LANES) {
+            for (int64_t i = c0 + i0; i < c1; i += LANES) {
                 __m256 w[4];
 #pragma GCC unroll 4
                 for (int j = 0; j < R; j++) {
-                    w[j] = decode8(kind, rw[j].p, i, sc[j]);
+                    if (split) {
+                        const __m256i v = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * (i + wo)));
+                        w[j] = _mm256_castsi256_ps((p & 1) ? _mm256_and_si256(v, himask) : _mm256_slli_epi32(v, 16));
+                    } else {
+                        w[j] = decode8(kind, rw[j].p, i, sc[j]);
+                    }
                     DSV3_AVX2_PIN(w[j]);
                 }
 #pragma GCC unroll 4
                 for (int t = 0; t < TT; t++) {
-                    __m256 xv = _mm256_loadu_ps(x + t * n + i);
+                    __m256 xv = _mm256_loadu_ps(xp + t * xstep + i);
                     DSV3_AVX2_PIN(xv);
 #pragma GCC unroll 4
                     for (int j = 0; j < R; j++) acc[j][t] = _mm256_fmadd_ps(w[j], xv, acc[j][t]);
@@ -308,112 +347,45 @@ AI void tile_quarters(const int R, const int TT, const int kind, const dsv3_weig
 #pragma GCC unroll 4
         for (int j = 0; j < R; j++)
 #pragma GCC unroll 4
-            for (int t = 0; t < TT; t++) _mm256_store_ps(part[j][t][q], acc[j][t]);
-    }
-    for (int j = 0; j < R; j++) {
-        float tmp[LANES]; /* zeroed only with a tail: a `= {0}` here was a rep stos per row (27% of the tile) */
-        if (nfull < n) {
-            memset(tmp, 0, sizeof tmp);
-            dsv3_cpu_decode_span(W, rw[j].r, nfull, n - nfull, tmp);
-        }
-        for (int t = 0; t < TT; t++) {
-            __m256 a[4];
-            for (int q = 0; q < 4; q++) a[q] = _mm256_load_ps(part[j][t][q]);
-            if (nfull < n) tail_fma(tmp, x + t * n + nfull, n - nfull, a);
-            out[t * ldo + j * ostr] = reduce32(a[0], a[1], a[2], a[3]);
-        }
-    }
-}
-
-/* BF16, 2-3 tokens: as tile_quarters, with the one-token split's decode (a 32-byte load of 16 weights:
- * dword << 16 the even ones, dword & 0xffff0000 the odd ones) in four passes over the split lanes E0, O0,
- * E1, O1 (the split tokens xs, split_token's layout, token t at xs + t * xld): one shift or and per 8
- * weights, where the widening decode needs a zero-extension and a shift. */
-AI void tile_split(const int R, const int TT, const dsv3_weight *W, const row_ref *rw, const float *xs, int64_t xld,
-                   const float *x, int64_t n, float *out, int64_t ldo, int64_t ostr) {
-    const int64_t nfull = n - n % LANES;
-    const __m256i himask = _mm256_set1_epi32((int)0xffff0000u);
-    float part[4][QGROUP][4][8] __attribute__((aligned(32)));
-#pragma GCC unroll 4
-    for (int p = 0; p < 4; p++) { /* E0, O0, E1, O1 */
-        const int64_t wo = 16 * (p >> 1), xo = 16 * (p >> 1) + 8 * (p & 1);
-        __m256 acc[4][QGROUP];
-#pragma GCC unroll 4
-        for (int j = 0; j < R; j++)
-#pragma GCC unroll 4
-            for (int t = 0; t < TT; t++) acc[j][t] = _mm256_setzero_ps();
-        for (int64_t i = 0; i < nfull; i += LANES) {
-            __m256 w[4];
-#pragma GCC unroll 4
-            for (int j = 0; j < R; j++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(rw[j].p + 2 * (i + wo)));
-                w[j] = _mm256_castsi256_ps((p & 1) ? _mm256_and_si256(v, himask) : _mm256_slli_epi32(v, 16));
-                DSV3_AVX2_PIN(w[j]);
-            }
-#pragma GCC unroll 4
-            for (int t = 0; t < TT; t++) {
-                __m256 xv = _mm256_loadu_ps(xs + t * xld + i + xo);
-                DSV3_AVX2_PIN(xv);
-#pragma GCC unroll 4
-                for (int j = 0; j < R; j++) acc[j][t] = _mm256_fmadd_ps(w[j], xv, acc[j][t]);
-            }
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < R; j++)
-#pragma GCC unroll 4
             for (int t = 0; t < TT; t++) _mm256_store_ps(part[j][t][p], acc[j][t]);
     }
     for (int j = 0; j < R; j++) {
         float tmp[LANES];
-        if (nfull < n) {
-            memset(tmp, 0, sizeof tmp);
-            dsv3_cpu_decode_span(W, rw[j].r, nfull, n - nfull, tmp);
-        }
+        decode_tail(W, rw[j].r, nfull, n, tmp);
         for (int t = 0; t < TT; t++) {
-            const __m256 e0 = _mm256_load_ps(part[j][t][0]), o0 = _mm256_load_ps(part[j][t][1]),
-                         e1 = _mm256_load_ps(part[j][t][2]), o1 = _mm256_load_ps(part[j][t][3]);
-            if (nfull < n) {
-                __m256 a[4];
-                unsplit(e0, o0, &a[0], &a[1]);
-                unsplit(e1, o1, &a[2], &a[3]);
-                tail_fma(tmp, x + t * n + nfull, n - nfull, a);
-                out[t * ldo + j * ostr] = reduce32(a[0], a[1], a[2], a[3]);
+            __m256 a[4];
+            for (int q = 0; q < 4; q++) a[q] = _mm256_load_ps(part[j][t][q]);
+            const float *xt = x + t * n + nfull;
+            if (split) {
+                out[t * ldo + j * ostr] = split_result(a[0], a[1], a[2], a[3], tmp, xt, n - nfull);
             } else {
-                out[t * ldo + j * ostr] = reduce_split(e0, o0, e1, o1);
+                if (nfull < n) tail_fma(tmp, xt, n - nfull, a);
+                out[t * ldo + j * ostr] = reduce32(a[0], a[1], a[2], a[3]);
             }
         }
     }
 }
-
 
 typedef void (*quarter_fn)(const dsv3_weight *, const row_ref *, const float *, int64_t, const float *, float *, int64_t,
                            int64_t);
 #define QUARTER_FN(R, TT, KIND, NAME)                                                                                 \
     static void NAME(const dsv3_weight *W, const row_ref *rw, const float *xs, int64_t xld, const float *x, float *out, \
                      int64_t ldo, int64_t ostr) {                                                                      \
-        (void)xs, (void)xld;                                                                                           \
-        tile_quarters(R, TT, KIND, W, rw, x, W->cols, out, ldo, ostr);                                                 \
-    }
-#define SPLIT_FN(R, TT, NAME)                                                                                         \
-    static void NAME(const dsv3_weight *W, const row_ref *rw, const float *xs, int64_t xld, const float *x, float *out, \
-                     int64_t ldo, int64_t ostr) {                                                                      \
-        tile_split(R, TT, W, rw, xs, xld, x, W->cols, out, ldo, ostr);                                                 \
+        tile_passes(R, TT, KIND, W, rw, xs, xld, x, W->cols, out, ldo, ostr);                                          \
     }
 /* [R == 4][TT - 1]: 4 rows only for TT = 2; no TT = 1 (T >= 2 splits into groups of 2-3) */
 #define QUARTER_SET(KIND, SFX)                                                                                         \
-    QUARTER_FN(3, 2, KIND, q32_##SFX) QUARTER_FN(3, 3, KIND, q33_##SFX)             \
-    QUARTER_FN(4, 2, KIND, q42_##SFX)
+    QUARTER_FN(3, 2, KIND, q32_##SFX) QUARTER_FN(3, 3, KIND, q33_##SFX) QUARTER_FN(4, 2, KIND, q42_##SFX)
 QUARTER_SET(K_F32, f32)
+QUARTER_SET(K_BF16_SPLIT, bf16s)
 QUARTER_SET(K_F16, f16)
 QUARTER_SET(K_E4M3_CLEAN, e4m3c)
 QUARTER_SET(K_E4M3_DWORD, e4m3d)
-SPLIT_FN(3, 2, s32_bf16) SPLIT_FN(3, 3, s33_bf16)
-SPLIT_FN(4, 2, s42_bf16)
 #define QROW(SFX) {{NULL, q32_##SFX, q33_##SFX}, {NULL, q42_##SFX, NULL}}
-/* [kind][R == 4][TT - 1]; NULL kinds: per-chunk checks (1-row tiles) */
+/* [kind][R == 4][TT - 1], BF16 by its split tiles; NULL kinds: per-chunk checks (1-row tiles) */
 static const quarter_fn g_quarters[9][2][QGROUP] = {
-    [K_F32] = QROW(f32), [K_F16] = QROW(f16), [K_E4M3_CLEAN] = QROW(e4m3c), [K_E4M3_DWORD] = QROW(e4m3d),
-    [K_BF16] = {{NULL, s32_bf16, s33_bf16}, {NULL, s42_bf16, NULL}}};
+    [K_F32] = QROW(f32), [K_BF16] = QROW(bf16s), [K_F16] = QROW(f16), [K_E4M3_CLEAN] = QROW(e4m3c),
+    [K_E4M3_DWORD] = QROW(e4m3d)};
 
 /* T tokens as ng groups of near-equal sizes of at most gmax: sizes into g; returns ng. */
 static int token_groups(int64_t T, int gmax, int g[DSV3_AVX2_DIRECT_MAX_T]) {
@@ -568,9 +540,8 @@ static void pack_row(const dsv3_weight *W, int kind, int64_t r, float *dst, int6
     const int64_t n = W->cols, nfull = n - n % LANES;
     decode_chunks(W, kind, r, dst, 8, L);
     if (nfull < n) {
-        float tmp[LANES];
-        for (int k = 0; k < LANES; k++) tmp[k] = 0.0f; /* +0 pads (see above) */
-        dsv3_cpu_decode_span(W, r, nfull, n - nfull, tmp);
+        float tmp[LANES]; /* +0 pads (see above) */
+        decode_tail(W, r, nfull, n, tmp);
         pack_chunk(tmp, dst, nfull / LANES, L);
     }
 }

@@ -23,7 +23,7 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_gemv --model DIR [--tensor NAME] [-T tokens] [-t threads] [--rounds R]\n"
                "  --tensor NAME  2-D weight of the checkpoint (default lm_head.weight)\n"
-               "  -T N           tokens per matmul, 1..64 (default 1)\n"
+               "  -T N           tokens per matmul, 1..4096 (default 1)\n"
                "  -t N           threads (default: all cores)\n"
                "  --rounds R     rounds of (read, matmul); the ratio is their median (default 5)\n");
 }
@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
         if (!v) bad = 1;
         else if (!strcmp(a, "--model")) model_dir = v;
         else if (!strcmp(a, "--tensor")) name = v;
-        else if (!strcmp(a, "-T")) bad = bench_parse_long(v, 1, 64, &T);
+        else if (!strcmp(a, "-T")) bad = bench_parse_long(v, 1, 4096, &T);
         else if (!strcmp(a, "-t")) bad = bench_parse_long(v, 0, 4096, &threads);
         else if (!strcmp(a, "--rounds")) bad = bench_parse_long(v, 1, 1000, &rounds);
         else bad = 1;

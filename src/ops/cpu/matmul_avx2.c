@@ -32,6 +32,34 @@ AI float reduce32(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     return _mm_cvtss_f32(z);
 }
 
+/* reduce32's first step from the four quarter sums at q[0..3] (8 floats apart): y = (a0 + a2) + (a1 + a3). */
+AI __m256 reduce32_y(const float q[4][8]) {
+    return _mm256_add_ps(_mm256_add_ps(_mm256_load_ps(q[0]), _mm256_load_ps(q[2])),
+                         _mm256_add_ps(_mm256_load_ps(q[1]), _mm256_load_ps(q[3])));
+}
+
+/* The rest of reduce32's tree (z = y.lo + y.hi, z + movehl(z), lane 0 + lane 1) for 8 dot products y[0..7]
+ * at once; dot product k's sum in lane REDUCE8_LANE(k) (order 0 2 4 6 1 3 5 7). Every sum is reduce32's. */
+#define REDUCE8_LANE(k) (((k) & 1) ? 4 + (k) / 2 : (k) / 2)
+AI __m256 reduce8_tree(const __m256 y[8]) {
+    __m256 z[4]; /* z[k] = [z of y[2k] | z of y[2k+1]] */
+    for (int k = 0; k < 4; k++)
+        z[k] = _mm256_add_ps(_mm256_permute2f128_ps(y[2 * k], y[2 * k + 1], 0x20),
+                             _mm256_permute2f128_ps(y[2 * k], y[2 * k + 1], 0x31));
+    /* z0 + z2, z1 + z3 of four dot products: [y0 y0 y2 y2 | y1 y1 y3 y3], [y4 y4 y6 y6 | y5 y5 y7 y7] */
+    const __m256 w0 = _mm256_add_ps(_mm256_shuffle_ps(z[0], z[1], 0x44), _mm256_shuffle_ps(z[0], z[1], 0xEE));
+    const __m256 w1 = _mm256_add_ps(_mm256_shuffle_ps(z[2], z[3], 0x44), _mm256_shuffle_ps(z[2], z[3], 0xEE));
+    return _mm256_add_ps(_mm256_shuffle_ps(w0, w1, 0x88), _mm256_shuffle_ps(w0, w1, 0xDD));
+}
+
+/* reduce8_tree of 4 dot products y[0..3] (the same lanes: REDUCE8_LANE(k), k < 4). */
+AI __m256 reduce4_tree(const __m256 y[4]) {
+    const __m256 z0 = _mm256_add_ps(_mm256_permute2f128_ps(y[0], y[1], 0x20), _mm256_permute2f128_ps(y[0], y[1], 0x31)),
+                 z1 = _mm256_add_ps(_mm256_permute2f128_ps(y[2], y[3], 0x20), _mm256_permute2f128_ps(y[2], y[3], 0x31));
+    const __m256 w = _mm256_add_ps(_mm256_shuffle_ps(z0, z1, 0x44), _mm256_shuffle_ps(z0, z1, 0xEE));
+    return _mm256_add_ps(_mm256_shuffle_ps(w, w, 0x88), _mm256_shuffle_ps(w, w, 0xDD));
+}
+
 /* Lane masks for a tail of len < 32 elements, quarter q (lanes 8q..8q+7). */
 AI __m256i tail_mask(int64_t len, int q) {
     __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -475,6 +503,16 @@ AI void gemm_tile(const int R, const int TT, const float *w, int64_t ws, const f
         }
         for (int j = 0; j < R; j++)
             for (int t = 0; t < TT; t++) _mm256_store_ps(part[j][t][q], acc[j][t]);
+    }
+    if (R == GR && TT == GTT) { /* 12 dot products: reduce32's tree on 8 + 4 at once (reduce8_tree) */
+        __m256 y[12];
+        for (int t = 0; t < TT; t++)
+            for (int j = 0; j < R; j++) y[t * R + j] = reduce32_y(part[j][t]);
+        float res[16] __attribute__((aligned(32)));
+        _mm256_store_ps(res, reduce8_tree(y));
+        _mm256_store_ps(res + 8, reduce4_tree(y + 8));
+        for (int o = 0; o < 12; o++) out[(o / R) * ld + o % R] = res[(o & 8) + REDUCE8_LANE(o & 7)];
+        return;
     }
     for (int j = 0; j < R; j++)
         for (int t = 0; t < TT; t++)

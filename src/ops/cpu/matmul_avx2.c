@@ -309,6 +309,72 @@ static void d21_bf16_split(const dsv3_weight *W, const row_ref *rw, const float 
     }
 }
 
+/* One token, E4M3 in 32-bit lanes (K_E4M3_DWORD), 2 rows h apart, one 32-byte load per 32 weights: dword l
+ * of a chunk holds the codes of elements 4l .. 4l+3. 16-bit arithmetic shifts place two codes at a time the
+ * way dsv3_avx2_e4m3x8_scaled places one (sign at bit 31 of a dword, the other 7 bits at 26..20 once masked):
+ * hi = word >> 4 for the odd bytes, lo = (word << 8) >> 4 for the even ones; element 4l + k is phase k of
+ * (lo << 16, hi << 16, lo, hi) & 0x87f00000 (a dword shift brings a low word up). The same values times the
+ * same scale: accumulator k, lane l holds the reference's lane 4l + k with its fmaf sequence; the token is
+ * permuted alike once per call (quad_token), unquad restores the reference's lanes. Per 32 weights: 1 load,
+ * 5 shifts, 4 ands where the widening decode takes 4 extending loads, 4 shifts, 4 ands (an L1-resident
+ * microbenchmark: 12.7 -> 14.2-15.8 G weights/s on a Zen 3 core). */
+static void quad_token(const float *x, int64_t nfull, float *xq) {
+    for (int64_t i = 0; i < nfull; i += LANES)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 8; l++) xq[i + 8 * k + l] = x[i + 4 * l + k];
+}
+
+/* Quad-phase accumulators (A[k] lane l: the reference's lane 4l + k) -> the reference's quarters (a[q]: lanes
+ * 8q .. 8q+7), a 4 x 8 transpose. */
+AI void unquad(const __m256 A[4], __m256 a[4]) {
+    const __m256 t0 = _mm256_unpacklo_ps(A[0], A[1]), t1 = _mm256_unpacklo_ps(A[2], A[3]);
+    const __m256 t2 = _mm256_unpackhi_ps(A[0], A[1]), t3 = _mm256_unpackhi_ps(A[2], A[3]);
+    /* u0: reference lanes 0-3 | 16-19, u1: 4-7 | 20-23, u2: 8-11 | 24-27, u3: 12-15 | 28-31 */
+    const __m256 u0 = _mm256_shuffle_ps(t0, t1, 0x44), u1 = _mm256_shuffle_ps(t0, t1, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t2, t3, 0x44), u3 = _mm256_shuffle_ps(t2, t3, 0xEE);
+    a[0] = _mm256_permute2f128_ps(u0, u1, 0x20);
+    a[1] = _mm256_permute2f128_ps(u2, u3, 0x20);
+    a[2] = _mm256_permute2f128_ps(u0, u1, 0x31);
+    a[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
+}
+
+static void d21_e4m3_quad(const dsv3_weight *W, const row_ref *rw, const float *xq, const float *x, float *out,
+                          int64_t ostr) {
+    const int64_t n = W->cols, nfull = n - n % LANES, bc = W->block_c;
+    const __m256i m = _mm256_set1_epi32((int)0x87f00000u);
+    __m256 A[2][4];
+    for (int j = 0; j < 2; j++)
+        for (int k = 0; k < 4; k++) A[j][k] = _mm256_setzero_ps();
+    for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) {
+        const int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
+        const __m256 S[2] = {_mm256_set1_ps(rw[0].srow[blk] * 0x1p120f), _mm256_set1_ps(rw[1].srow[blk] * 0x1p120f)};
+        for (int64_t i = c0; i < c1; i += LANES) {
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(rw[j].p + i));
+                const __m256i hi = _mm256_srai_epi16(v, 4), lo = _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 4);
+                const __m256i d[4] = {_mm256_and_si256(_mm256_slli_epi32(lo, 16), m),
+                                      _mm256_and_si256(_mm256_slli_epi32(hi, 16), m), _mm256_and_si256(lo, m),
+                                      _mm256_and_si256(hi, m)};
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    A[j][k] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_castsi256_ps(d[k]), S[j]),
+                                              _mm256_loadu_ps(xq + i + 8 * k), A[j][k]);
+            }
+        }
+    }
+    for (int j = 0; j < 2; j++) {
+        __m256 a[4];
+        unquad(A[j], a);
+        if (nfull < n) {
+            float tmp[LANES];
+            decode_tail(W, rw[j].r, nfull, n, tmp);
+            tail_fma(tmp, x + nfull, n - nfull, a);
+        }
+        out[j * ostr] = reduce32(a[0], a[1], a[2], a[3]);
+    }
+}
+
 /* Rows per tile: 4 for 2 tokens (8 accumulators + 4 w + 1 x), else 3 (3 x 3: 9 + 3 + 1; the 3 x 2 groups
  * of 4, 5, 7.. tokens: 6 + 3 + 1) */
 #define QROWS(T) ((T) == 2 ? 4 : 3)
@@ -429,6 +495,9 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
     float *xs = kind == K_BF16 ? dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)(T * (nfull ? nfull : 1))) : NULL;
     if (xs)
         for (int64_t t = 0; t < T; t++) split_token(x + t * n, nfull, xs + t * nfull);
+    /* one token, E4M3 in 32-bit lanes: the token permuted for d21_e4m3_quad */
+    float *xq = T == 1 && kind == K_E4M3_DWORD ? dsv3_cpu_scratch(DSV3_SC_XSPLIT, sizeof(float) * (size_t)(nfull ? nfull : 1)) : NULL;
+    if (xq) quad_token(x, nfull, xq);
     /* tiles of R rows h apart, each weight stream reading its own run of rows in order (as the AVX-512
      * path; adjacent rows interleave two streams in a page) */
     int64_t o = o0;
@@ -437,6 +506,7 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
         for (int64_t i = 0; i < h; i++) {
             row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};
             if (xs) d21_bf16_split(W, rw, xs, x, out + (o0 + i - obase), h);
+            else if (xq) d21_e4m3_quad(W, rw, xq, x, out + (o0 + i - obase), h);
             else g_direct[kind][0][0](W, rw, x, out + (o0 + i - obase), ld, h);
         }
         o = o0 + 2 * h;

@@ -338,8 +338,7 @@ AI void unquad(const __m256 A[4], __m256 a[4]) {
     a[3] = _mm256_permute2f128_ps(u2, u3, 0x31);
 }
 
-static void d21_e4m3_quad(const dsv3_weight *W, const row_ref *rw, const float *xq, const float *x, float *out,
-                          int64_t ostr) {
+AI void d21_e4m3_quad(const dsv3_weight *W, const row_ref *rw, const float *xq, const float *x, float *out, int64_t ostr) {
     const int64_t n = W->cols, nfull = n - n % LANES, bc = W->block_c;
     const __m256i m = _mm256_set1_epi32((int)0x87f00000u);
     __m256 A[2][4];
@@ -372,6 +371,16 @@ static void d21_e4m3_quad(const dsv3_weight *W, const row_ref *rw, const float *
             tail_fma(tmp, x + nfull, n - nfull, a);
         }
         out[j * ostr] = reduce32(a[0], a[1], a[2], a[3]);
+    }
+}
+
+/* Rows o0 + i and o0 + h + i, i < h, by d21_e4m3_quad (out: row o0 at out[0]). Not inlined into matmul_direct:
+ * there it slowed the BF16 one-token tile inlined beside it (default-model lm_head 0.102 -> 0.139 ms). */
+__attribute__((noinline)) static void rows_e4m3_quad(const dsv3_weight *W, int64_t o0, int64_t h, const float *xq,
+                                                     const float *x, float *out) {
+    for (int64_t i = 0; i < h; i++) {
+        const row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};
+        d21_e4m3_quad(W, rw, xq, x, out + i, h);
     }
 }
 
@@ -503,12 +512,13 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
     int64_t o = o0;
     if (T == 1) {
         const int64_t h = (o1 - o0) / 2;
-        for (int64_t i = 0; i < h; i++) {
-            row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};
-            if (xs) d21_bf16_split(W, rw, xs, x, out + (o0 + i - obase), h);
-            else if (xq) d21_e4m3_quad(W, rw, xq, x, out + (o0 + i - obase), h);
-            else g_direct[kind][0][0](W, rw, x, out + (o0 + i - obase), ld, h);
-        }
+        if (xq) rows_e4m3_quad(W, o0, h, xq, x, out + (o0 - obase));
+        else
+            for (int64_t i = 0; i < h; i++) {
+                row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};
+                if (xs) d21_bf16_split(W, rw, xs, x, out + (o0 + i - obase), h);
+                else g_direct[kind][0][0](W, rw, x, out + (o0 + i - obase), ld, h);
+            }
         o = o0 + 2 * h;
     } else if (g_quarters[kind][0][1] && (kind != K_BF16 || xs)) {
         int g[DSV3_AVX2_DIRECT_MAX_T];

@@ -19,6 +19,7 @@ typedef struct dsv3_sampler {
     int64_t cap;
     float *prob;
     int32_t *idx;
+    void *topp; /* top-p without top-k: per-id weights, bucket masses, sort buffers (sampling.c) */
 } dsv3_sampler;
 
 dsv3_status dsv3_sampler_init(dsv3_sampler *s, const dsv3_sampler_params *p, int64_t vocab, dsv3_error *err);

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The reference: the first index whose value no later value exceeds (NaN never wins, except at 0). */
 int32_t dsv3_argmax_ref(const float *logits, int64_t n) {
@@ -46,6 +47,116 @@ double dsv3_rand_uniform(uint64_t *state) {
     return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* ---- top-p without top-k: the prefix of the candidate order (logit descending, ties by lower id) that
+ * first holds top_p of the mass, found without sorting the vocabulary. A histogram of the weights over
+ * 4096 buckets of the logit's order-preserving bits says which buckets hold that mass (with a margin of
+ * 1e-9); the ids of those buckets, gathered in id order, are the first m of the candidate order, sorted
+ * by a stable radix sort of their keys (ties keep the id order), and the cut is found by the same
+ * running sum as before. Same candidates, weights and sums, in the same order, as sorting everything:
+ * the growing quickselect + qsort it replaces took 0.16-1.3 ms per token over 8192 ids and 3.8 ms over
+ * 129,280 (temperature 0.8, top-p 0.95). */
+#define TOPP_BUCKETS 4096
+#define TOPP_SHIFT 20 /* 32-bit key >> 20: 4096 buckets */
+
+typedef struct {
+    double mass[TOPP_BUCKETS];
+    int64_t cnt[TOPP_BUCKETS];
+    float *w;           /* [cap] weight of each id */
+    uint32_t *kid;      /* [cap] logit_key of each id */
+    uint32_t *key, *k2; /* [cap] sort keys (descending logit order as ascending keys) */
+    int32_t *id, *i2;   /* [cap] ids */
+} topp_work;
+
+static void *topp_alloc(int64_t cap) {
+    const size_t n = (size_t)(cap > 0 ? cap : 1);
+    topp_work *t = malloc(sizeof(topp_work) + n * (sizeof(float) + 3 * sizeof(uint32_t) + 2 * sizeof(int32_t)));
+    if (!t) return NULL;
+    t->w = (float *)(t + 1);
+    t->kid = (uint32_t *)(t->w + n);
+    t->key = t->kid + n;
+    t->k2 = t->key + n;
+    t->id = (int32_t *)(t->k2 + n);
+    t->i2 = t->id + n;
+    return t;
+}
+
+/* Order-preserving key of a logit: a larger value, a larger key; -0 and +0 alike (as `>` and `==` treat
+ * them: f + 0 turns -0 into +0). Branch-free (one call per id). */
+static inline uint32_t logit_key(float f) {
+    const float g = f + 0.0f;
+    uint32_t u;
+    memcpy(&u, &g, sizeof u);
+    return u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u);
+}
+
+/* Stable LSD radix sort of key[0..n) ascending with id alongside (8-bit digits; digits that every key
+ * shares are skipped). The result is in key / id (k2 / i2: scratch). */
+static void radix_sort(uint32_t *key, int32_t *id, uint32_t *k2, int32_t *i2, int64_t n) {
+    for (int shift = 0; shift < 32; shift += 8) {
+        int64_t cnt[257] = {0};
+        for (int64_t i = 0; i < n; i++) cnt[((key[i] >> shift) & 0xff) + 1]++;
+        int trivial = 0;
+        for (int d = 1; d <= 256; d++) trivial |= cnt[d] == n;
+        if (trivial) continue;
+        for (int d = 0; d < 256; d++) cnt[d + 1] += cnt[d];
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t o = cnt[(key[i] >> shift) & 0xff]++;
+            k2[o] = key[i];
+            i2[o] = id[i];
+        }
+        memcpy(key, k2, sizeof(uint32_t) * (size_t)n);
+        memcpy(id, i2, sizeof(int32_t) * (size_t)n);
+    }
+}
+
+/* The length of the shortest prefix of w[0..n) (weights in candidate order) whose running sum of
+ * w[i] / sum reaches top_p; 0 if rounding keeps it below. */
+static int64_t prefix_cut(const float *w, int64_t n, double sum, float top_p) {
+    double cum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        cum += w[i] / sum;
+        if (cum >= top_p) return i + 1;
+    }
+    return 0;
+}
+
+/* s->prob[0..n) holds the weights of ids 0..n-1 (sum: their sum in id order). Leaves in s->idx /
+ * s->prob the cut prefix of the candidate order (or all n ids sorted, if rounding never reaches top_p)
+ * and returns its length. */
+static int64_t top_p_prefix(dsv3_sampler *s, const float *logits, int64_t n, double sum) {
+    topp_work *t = s->topp;
+    memcpy(t->w, s->prob, sizeof(float) * (size_t)n);
+    memset(t->mass, 0, sizeof t->mass);
+    memset(t->cnt, 0, sizeof t->cnt);
+    for (int64_t i = 0; i < n; i++) t->kid[i] = logit_key(logits[i]);
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t b = t->kid[i] >> TOPP_SHIFT;
+        t->mass[b] += t->w[i];
+        t->cnt[b]++;
+    }
+    /* the highest buckets that hold top_p of the mass, with a margin for the other summation order */
+    int64_t B = TOPP_BUCKETS;
+    double acc = 0;
+    while (B > 0) {
+        acc += t->mass[--B];
+        if (acc / sum >= (double)s->p.top_p + 1e-9) break;
+    }
+    for (;;) {
+        int64_t m = 0;
+        const uint32_t kmin = (uint32_t)B << TOPP_SHIFT;
+        for (int64_t i = 0; i < n; i++)
+            if (t->kid[i] >= kmin) t->key[m] = ~t->kid[i], t->id[m++] = (int32_t)i;
+        radix_sort(t->key, t->id, t->k2, t->i2, m);
+        for (int64_t i = 0; i < m; i++) {
+            s->idx[i] = t->id[i];
+            s->prob[i] = t->w[t->id[i]];
+        }
+        const int64_t cut = prefix_cut(s->prob, m, sum, s->p.top_p);
+        if (cut || B == 0) return cut ? cut : m; /* no cut: m == n, all ids sorted */
+        while (B > 0 && !t->cnt[--B]) {} /* one more non-empty bucket */
+    }
+}
+
 dsv3_status dsv3_sampler_init(dsv3_sampler *s, const dsv3_sampler_params *p, int64_t vocab, dsv3_error *err) {
     s->p = *p;
     if (!(s->p.top_p > 0.0f) || s->p.top_p > 1.0f) return dsv3_fail(err, DSV3_ERR_INVALID, "top-p must be in (0, 1]");
@@ -56,7 +167,8 @@ dsv3_status dsv3_sampler_init(dsv3_sampler *s, const dsv3_sampler_params *p, int
     s->cap = vocab;
     s->prob = malloc(sizeof(float) * vocab);
     s->idx = malloc(sizeof(int32_t) * vocab);
-    if (!s->prob || !s->idx) {
+    s->topp = s->p.top_p < 1.0f ? topp_alloc(vocab) : NULL;
+    if (!s->prob || !s->idx || (s->p.top_p < 1.0f && !s->topp)) {
         dsv3_sampler_free(s);
         return dsv3_fail(err, DSV3_ERR_NOMEM, "out of memory for the sampler");
     }
@@ -66,8 +178,10 @@ dsv3_status dsv3_sampler_init(dsv3_sampler *s, const dsv3_sampler_params *p, int
 void dsv3_sampler_free(dsv3_sampler *s) {
     free(s->prob);
     free(s->idx);
+    free(s->topp);
     s->prob = NULL;
     s->idx = NULL;
+    s->topp = NULL;
 }
 
 static const float *g_sort_keys; /* qsort has no context argument; sampling is single-threaded */
@@ -181,23 +295,12 @@ static int64_t candidates(dsv3_sampler *s, const float *logits, int64_t vocab, d
         sum += s->prob[i];
     }
     if (s->p.top_p < 1.0f) {
-        int64_t m = sorted ? n : n < 256 ? n : 256, cut = 0;
-        for (;;) {
-            if (m > sorted) {
-                first_m_sorted(s, logits, n, m);
-                /* the same weights in the new order (only the sorted prefix is read below) */
-                for (int64_t i = 0; i < m; i++) s->prob[i] = expf((logits[s->idx[i]] - mx) * inv_t);
-                sorted = m;
-            }
-            double cum = 0;
-            for (int64_t i = 0; i < sorted; i++) {
-                cum += s->prob[i] / sum;
-                if (cum >= s->p.top_p) { cut = i + 1; break; }
-            }
-            if (cut || sorted == n) break;
-            m = m * 4 < n ? m * 4 : n;
+        if (sorted) {
+            const int64_t cut = prefix_cut(s->prob, n, sum, s->p.top_p);
+            if (cut) n = cut;
+        } else {
+            n = top_p_prefix(s, logits, n, sum);
         }
-        if (cut) n = cut;
         sum = 0;
         for (int64_t i = 0; i < n; i++) sum += s->prob[i];
     }

@@ -81,6 +81,69 @@ TEST(sampling_candidates_match_full_sort) {
     }
 }
 
+/* The top-p path without top-k (a histogram of the weights picks the buckets that hold the mass, only
+ * those ids are sorted) gives exactly what sorting everything gives with the sampler's own arithmetic:
+ * float weights expf((l - max) / T), their sum in id order, the running sum of w / sum in candidate
+ * order, the kept weights summed in that order. Logits spread over many buckets, packed into one, with
+ * ties, with -0 and +0, and a top-p that only the whole vocabulary reaches. */
+static void exact_top_p(const float *l, int64_t V, float temp, float top_p, float *out) {
+    int32_t *idx = malloc(sizeof(int32_t) * V);
+    float *w = malloc(sizeof(float) * V);
+    for (int64_t i = 0; i < V; i++) idx[i] = (int32_t)i;
+    g_keys = l;
+    qsort(idx, (size_t)V, sizeof(int32_t), desc);
+    const float mx = l[idx[0]], inv_t = 1.0f / temp;
+    double sum = 0;
+    for (int64_t i = 0; i < V; i++) sum += expf((l[i] - mx) * inv_t);
+    for (int64_t i = 0; i < V; i++) w[i] = expf((l[idx[i]] - mx) * inv_t);
+    int64_t n = V;
+    double cum = 0;
+    for (int64_t i = 0; i < V; i++) {
+        cum += w[i] / sum;
+        if (cum >= top_p) { n = i + 1; break; }
+    }
+    double kept = 0;
+    for (int64_t i = 0; i < n; i++) kept += w[i];
+    for (int64_t i = 0; i < V; i++) out[i] = 0.0f;
+    for (int64_t i = 0; i < n; i++) out[idx[i]] = (float)(w[i] / kept);
+    free(idx);
+    free(w);
+}
+
+TEST(sampling_top_p_exact) {
+    const int64_t sizes[] = {3, 1000, 8192, 129280};
+    const float ps[] = {0.95f, 0.5f, 0.999999f, 0.2f};
+    uint64_t rng = 99;
+    for (size_t a = 0; a < sizeof sizes / sizeof *sizes; a++) {
+        const int64_t V = sizes[a];
+        float *l = malloc(sizeof(float) * V), *probs = malloc(sizeof(float) * V), *ref = malloc(sizeof(float) * V);
+        for (int kind = 0; kind < 4; kind++) {
+            for (int64_t i = 0; i < V; i++) {
+                const double u = dsv3_rand_uniform(&rng);
+                l[i] = kind == 0   ? (float)(20 * u - 10)                    /* many buckets */
+                       : kind == 1 ? (float)(5.0 + 0.01 * u)                 /* one bucket */
+                       : kind == 2 ? (float)floor(u * 4) * 0.5f              /* ties */
+                                   : (i % 3 == 0 ? -0.0f : i % 3 == 1 ? 0.0f : (float)(u - 2)); /* -0 / +0 */
+            }
+            for (size_t c = 0; c < sizeof ps / sizeof *ps; c++) {
+                if (V > 10000 && c % 2) continue; /* full sorts of the real vocabulary are slow */
+                dsv3_sampler s;
+                dsv3_sampler_params sp = {kind % 2 ? 0.8f : 1.3f, ps[c], 0, 5};
+                CHECK(dsv3_sampler_init(&s, &sp, V, NULL) == DSV3_OK);
+                dsv3_sampler_probs(&s, l, V, probs);
+                exact_top_p(l, V, sp.temperature, ps[c], ref);
+                CHECK_MSG(memcmp(probs, ref, sizeof(float) * (size_t)V) == 0, "V %lld kind %d top_p %g: not the full sort's bits",
+                          (long long)V, kind, ps[c]);
+                dsv3_sampler_free(&s);
+                if (test_failed_now()) break;
+            }
+        }
+        free(l);
+        free(probs);
+        free(ref);
+    }
+}
+
 /* With neither top-k nor top-p every token can come out, at its probability. */
 TEST(sampling_full_vocab_frequencies) {
     const int64_t V = 4;

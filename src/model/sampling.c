@@ -184,7 +184,7 @@ void dsv3_sampler_free(dsv3_sampler *s) {
     s->topp = NULL;
 }
 
-static const float *g_sort_keys; /* qsort has no context argument; sampling is single-threaded */
+static _Thread_local const float *g_sort_keys; /* qsort has no context argument; samplers run in parallel (server) */
 
 /* The candidate order: logit descending, ties by lower id (a total order). */
 static inline int before(const float *l, int32_t i, int32_t j) { return l[i] > l[j] || (l[i] == l[j] && i < j); }

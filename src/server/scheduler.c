@@ -316,6 +316,19 @@ static void step(srv_sched *s) {
                 if (s->run[k] == s->item_job[i]) { end_job(s, k, SRV_FINISH_ERROR, msg); break; }
         return;
     }
+    /* the items' tokens first, in parallel: each job samples from its own row with its own sampler and
+     * RNG, so the tokens do not depend on the thread count (a batch's rows sampled one after another
+     * left the other threads waiting: ~0.06 ms per row over 8192 ids, 1 ms over 129,280) */
+    int64_t rows_before = 0;
+    for (int i = 0; i < n_items; i++) {
+        const srv_job *j = s->item_job[i];
+        rows_before += s->item_rows[i];
+        s->item_tok[i] = j->n_fed + s->item_rows[i] >= j->n_prompt ? (int32_t)(rows_before - 1) : -1; /* its last row */
+    }
+#pragma omp parallel for schedule(dynamic, 1) if (n_items > 1)
+    for (int i = 0; i < n_items; i++)
+        if (s->item_tok[i] >= 0)
+            s->item_tok[i] = dsv3_sample(&s->item_job[i]->smp, s->logits + (int64_t)s->item_tok[i] * s->vocab, s->vocab);
     int64_t row = 0, sampled = 0, prefilled = 0;
     for (int i = 0; i < n_items; i++) {
         srv_job *j = s->item_job[i];
@@ -326,7 +339,7 @@ static void step(srv_sched *s) {
             prefilled += s->item_rows[i];
             if (j->n_fed < j->n_prompt) continue;
         }
-        int32_t t = dsv3_sample(&j->smp, s->logits + (r_end - 1) * s->vocab, s->vocab);
+        int32_t t = s->item_tok[i];
         sampled++;
         if (j->n_gen == 0) j->t_first = srv_now();
         j->last = t;
@@ -420,9 +433,10 @@ int srv_sched_init(srv_sched *s, dsv3_model *m, const dsv3_tokenizer *tok, int m
     s->items = calloc((size_t)max_batch, sizeof *s->items);
     s->item_rows = calloc((size_t)max_batch, sizeof *s->item_rows);
     s->item_job = calloc((size_t)max_batch, sizeof *s->item_job);
+    s->item_tok = calloc((size_t)max_batch, sizeof *s->item_tok);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    if (!s->logits || !s->mask || !s->run || !s->items || !s->item_rows || !s->item_job) {
+    if (!s->logits || !s->mask || !s->run || !s->items || !s->item_rows || !s->item_job || !s->item_tok) {
         srv_sched_destroy(s);
         return dsv3_fail(err, DSV3_ERR_NOMEM, "out of memory for the scheduler");
     }
@@ -453,6 +467,7 @@ void srv_sched_destroy(srv_sched *s) {
     free(s->items);
     free(s->item_rows);
     free(s->item_job);
+    free(s->item_tok);
     memset(s->rate_sec, 0, sizeof s->rate_sec);
     s->logits = NULL;
     s->mask = NULL;
@@ -460,6 +475,7 @@ void srv_sched_destroy(srv_sched *s) {
     s->items = NULL;
     s->item_rows = NULL;
     s->item_job = NULL;
+    s->item_tok = NULL;
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
 }

@@ -220,6 +220,7 @@ typedef struct srv_sched {
     int n_run;
     int64_t *item_rows;      /* per batch item: rows it fed */
     srv_job **item_job;      /* per batch item: its job */
+    int32_t *item_tok;       /* per batch item: the token sampled from its last row (-1: none) */
     float *logits;
     size_t logits_rows;
     dsv3_batch_item *items;

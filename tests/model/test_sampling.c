@@ -144,6 +144,32 @@ TEST(sampling_top_p_exact) {
     }
 }
 
+/* Samplers used from several threads at once (the server samples a step's rows in parallel) draw
+ * exactly what they draw one after another: no state shared between samplers (the top-k sort's key
+ * pointer is per thread). */
+TEST(sampling_parallel_samplers_independent) {
+    enum { NS = 8, DRAWS = 40 };
+    const int64_t V = 5000;
+    float *l = malloc(sizeof(float) * V * NS);
+    uint64_t rng = 5;
+    for (int64_t i = 0; i < V * NS; i++) l[i] = (float)(6 * dsv3_rand_uniform(&rng));
+    int32_t seq[NS][DRAWS], par[NS][DRAWS];
+    for (int pass = 0; pass < 2; pass++) {
+        int ok = 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(4) if (pass == 1) reduction(& : ok)
+        for (int k = 0; k < NS; k++) {
+            dsv3_sampler s;
+            dsv3_sampler_params sp = {0.9f, k % 2 ? 0.9f : 1.0f, k % 4 < 2 ? 40 : 0, (uint64_t)k};
+            ok &= dsv3_sampler_init(&s, &sp, V, NULL) == DSV3_OK;
+            for (int d = 0; d < DRAWS; d++) (pass ? par : seq)[k][d] = dsv3_sample(&s, l + (k + d) % NS * V, V);
+            dsv3_sampler_free(&s);
+        }
+        CHECK(ok);
+    }
+    CHECK(memcmp(seq, par, sizeof seq) == 0);
+    free(l);
+}
+
 /* With neither top-k nor top-p every token can come out, at its probability. */
 TEST(sampling_full_vocab_frequencies) {
     const int64_t V = 4;

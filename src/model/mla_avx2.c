@@ -129,12 +129,12 @@ void dsv3_mla_softmax_rows_avx2(int64_t HL, float *sc, int64_t ns, float *m, flo
  * heads g (mla.c accumulate_rows4). 4 heads x NV ymm of columns per block: NV row loads + 4 broadcasts
  * per 4*NV FMAs. */
 AI void acc4_block(const int NV, float *lat, int64_t lst, const float *p, int64_t pst, int64_t pss, const float *rows,
-                   int64_t ld, int64_t ns) {
+                   int64_t ld, int64_t ns, int from_zero) {
     __m256 a[4][3];
 #pragma GCC unroll 8
     for (int g = 0; g < 4; g++)
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) a[g][v] = _mm256_loadu_ps(lat + g * lst + 8 * v);
+        for (int v = 0; v < NV; v++) a[g][v] = from_zero ? _mm256_setzero_ps() : _mm256_loadu_ps(lat + g * lst + 8 * v);
     for (int64_t s = 0; s < ns; s++) {
         const float *r = rows + s * ld, *ps = p + s * pss;
         __m256 x[3];
@@ -157,15 +157,18 @@ AI void acc4_block(const int NV, float *lat, int64_t lst, const float *p, int64_
 }
 
 void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int64_t pst, int64_t pss,
-                                    const float *rows, int64_t ld, int64_t ns, int64_t len) {
+                                    const float *rows, int64_t ld, int64_t ns, int64_t len, int from_zero) {
     int64_t j = 0;
-    for (; j + 24 <= len; j += 24) acc4_block(3, lat + j, lst, p, pst, pss, rows + j, ld, ns);
-    for (; j + 8 <= len; j += 8) acc4_block(1, lat + j, lst, p, pst, pss, rows + j, ld, ns);
-    for (int g = 0; g < 4 && j < len; g++)
+    for (; j + 24 <= len; j += 24) acc4_block(3, lat + j, lst, p, pst, pss, rows + j, ld, ns, from_zero);
+    for (; j + 8 <= len; j += 8) acc4_block(1, lat + j, lst, p, pst, pss, rows + j, ld, ns, from_zero);
+    for (int g = 0; g < 4 && j < len; g++) {
+        if (from_zero)
+            for (int64_t k = j; k < len; k++) lat[g * lst + k] = 0.0f;
         for (int64_t s = 0; s < ns; s++) {
             const float ps = p[g * pst + s * pss], *r = rows + s * ld;
             for (int64_t k = j; k < len; k++) lat[g * lst + k] = __builtin_fmaf(ps, r[k], lat[g * lst + k]);
         }
+    }
 }
 
 /* ---- absorbed queries: qt[t*lq + j] = sum_d W_UK[d][j] qc[t*lqc + d], one fmaf chain per element from 0,

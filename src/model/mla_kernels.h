@@ -27,8 +27,9 @@ void dsv3_mla_softmax_chunk(float *p, int64_t ns, float *m_out, float *l_out);
 void dsv3_mla_scores_tile_avx2(int64_t HL, const float *qT, const float *rows, int64_t ld, int64_t nrows,
                                int64_t len, float scale, float *out);
 void dsv3_mla_softmax_rows_avx2(int64_t HL, float *sc, int64_t ns, float *m, float *l);
+/* accumulate_rows4; from_zero: the sums start at 0 (lat's contents not read: no memset needed) */
 void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int64_t pst, int64_t pss,
-                                    const float *rows, int64_t ld, int64_t ns, int64_t len);
+                                    const float *rows, int64_t ld, int64_t ns, int64_t len, int from_zero);
 void dsv3_mla_absorb4_f32_avx2(float *qt, int64_t lq, const float *qc, int64_t lqc, const float *wuk, int64_t nope,
                                int64_t kvl);
 void dsv3_mla_absorb4_bf16_avx2(float *qt, int64_t lq, const float *qc, int64_t lqc, const uint16_t *wuk,

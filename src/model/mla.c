@@ -712,7 +712,8 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     if (MLA_AVX2()) { /* heads as lanes throughout: sc [s][HL] (mla_avx2.c) */
         const int64_t HL = gh > 8 ? 16 : 8;
         float m[16], l[16];
-        dsv3_mla_scores_tile_avx2(HL, qt, keys, row, ns, row, a->sigma, sc);
+        if (gh <= 4) dsv3_mla_scores_tile4_avx2(qt, keys, row, ns, row, a->sigma, sc); /* no idle lanes */
+        else dsv3_mla_scores_tile_avx2(HL, qt, keys, row, ns, row, a->sigma, sc);
         dsv3_mla_softmax_rows_avx2(HL, sc, ns, m, l);
         for (int64_t g = 0; g < gh; g++) {
             out[g * ost + kvl] = m[g];

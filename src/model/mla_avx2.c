@@ -82,6 +82,84 @@ void dsv3_mla_scores_tile_avx2(int64_t HL, const float *qT, const float *rows, i
     if (i < nrows) fn[nrows - i - 1](qT, rows + i * ld, ld, len, scale, out + i * HL, NULL, 0);
 }
 
+/* ---- scores of groups of at most 4 heads (HL = 8, lanes 4..7 of qT zero): two rows per vector, lanes 0-3
+ * row i's heads, lanes 4-7 row i+1's, so no lane idles (the 8-lane tile above leaves 4 of 8 unused). Four
+ * columns of a row pair are loaded as [row i | row i+1] (128 bits each) and spread by an in-lane
+ * permute; the queries' four lanes come twice by a 128-bit broadcast. Each (row, head) keeps its one
+ * chain over j ascending: the same bits as scores_rows. out rows get lanes 4..7 = 0 (as the 8-lane tile,
+ * whose zero queries give 0 there). R row pairs: R accumulators + R row vectors + q. */
+AI void scores_pairs(const int R, const float *qT, const float *rows, int64_t ld, int64_t len, float scale, float *out,
+                     const char *pf, int64_t pf_lines) {
+    __m256 a[6];
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) a[i] = _mm256_setzero_ps();
+    const int64_t j4 = len - len % 4;
+    for (int64_t j0 = 0; j0 < j4; j0 += 4) {
+        if (pf && (j0 >> 2) < pf_lines) _mm_prefetch(pf + (j0 >> 2) * 64, _MM_HINT_T0);
+        __m256 r[6];
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++) {
+            r[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(rows + 2 * i * ld + j0)),
+                                        _mm_loadu_ps(rows + (2 * i + 1) * ld + j0), 1);
+            PIN(r[i]);
+        }
+#define PAIR_STEP(JJ, IMM)                                                                                     \
+    {                                                                                                          \
+        __m256 q = _mm256_broadcast_ps((const __m128 *)(qT + (j0 + JJ) * 8));                                  \
+        PIN(q);                                                                                                \
+        _Pragma("GCC unroll 6") for (int i = 0; i < R; i++) a[i] = _mm256_fmadd_ps(q, _mm256_permute_ps(r[i], IMM), a[i]); \
+    }
+        PAIR_STEP(0, 0x00)
+        PAIR_STEP(1, 0x55)
+        PAIR_STEP(2, 0xAA)
+        PAIR_STEP(3, 0xFF)
+#undef PAIR_STEP
+    }
+    for (int64_t j = j4; j < len; j++) { /* the last len % 4 columns */
+        const __m256 q = _mm256_broadcast_ps((const __m128 *)(qT + j * 8));
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++) {
+            const __m256 k = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(rows + 2 * i * ld + j)),
+                                                  _mm_broadcast_ss(rows + (2 * i + 1) * ld + j), 1);
+            a[i] = _mm256_fmadd_ps(q, k, a[i]);
+        }
+    }
+    const __m256 sv = _mm256_set1_ps(scale);
+    const __m128 z = _mm_setzero_ps();
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) {
+        const __m256 v = _mm256_mul_ps(a[i], sv);
+        _mm_storeu_ps(out + 2 * i * 8, _mm256_castps256_ps128(v));
+        _mm_storeu_ps(out + 2 * i * 8 + 4, z);
+        _mm_storeu_ps(out + (2 * i + 1) * 8, _mm256_extractf128_ps(v, 1));
+        _mm_storeu_ps(out + (2 * i + 1) * 8 + 4, z);
+    }
+}
+
+typedef void (*pairs_fn)(const float *, const float *, int64_t, int64_t, float, float *, const char *, int64_t);
+#define PAIRS_FN(R)                                                                                            \
+    static void scores_pairs_##R(const float *qT, const float *rows, int64_t ld, int64_t len, float scale,     \
+                                 float *out, const char *pf, int64_t pf_lines) {                               \
+        scores_pairs(R, qT, rows, ld, len, scale, out, pf, pf_lines);                                          \
+    }
+PAIRS_FN(1) PAIRS_FN(2) PAIRS_FN(3) PAIRS_FN(4) PAIRS_FN(5) PAIRS_FN(6)
+static const pairs_fn g_pairs[6] = {scores_pairs_1, scores_pairs_2, scores_pairs_3,
+                                    scores_pairs_4, scores_pairs_5, scores_pairs_6};
+
+void dsv3_mla_scores_tile4_avx2(const float *qT, const float *rows, int64_t ld, int64_t nrows, int64_t len, float scale,
+                                float *out) {
+    const int64_t R = 6, pf_lines = 2 * R * ld * (int64_t)sizeof(float) / 64;
+    int64_t i = 0;
+    for (; i + 2 * R <= nrows; i += 2 * R)
+        g_pairs[R - 1](qT, rows + i * ld, ld, len, scale, out + i * 8, (const char *)(rows + (i + PF_ROWS) * ld), pf_lines);
+    if (nrows - i >= 2) {
+        const int64_t r = (nrows - i) / 2;
+        g_pairs[r - 1](qT, rows + i * ld, ld, len, scale, out + i * 8, NULL, 0);
+        i += 2 * r;
+    }
+    if (i < nrows) g_scores8[0](qT, rows + i * ld, ld, len, scale, out + i * 8, NULL, 0); /* an odd last row */
+}
+
 /* ---- chunk softmax with the heads as lanes (mla.c softmax_chunk, per head): e^x as mla.c attn_exp, lane
  * for lane (floor, the fmaf chain, the power-of-two scale, x <= -87 -> 0, NaN kept). */
 AI __m256 attn_exp8(__m256 x) {

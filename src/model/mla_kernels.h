@@ -26,6 +26,9 @@ void dsv3_mla_softmax_chunk(float *p, int64_t ns, float *m_out, float *l_out);
 /* scores_tile_8 / scores_tile_16 (HL = 8 / 16 heads as lanes); softmax_chunk for every head of sc [ns][HL] */
 void dsv3_mla_scores_tile_avx2(int64_t HL, const float *qT, const float *rows, int64_t ld, int64_t nrows,
                                int64_t len, float scale, float *out);
+/* the same as HL = 8 for groups of at most 4 heads (qT lanes 4..7 zero; out lanes 4..7 = 0), two rows per vector */
+void dsv3_mla_scores_tile4_avx2(const float *qT, const float *rows, int64_t ld, int64_t nrows, int64_t len, float scale,
+                                float *out);
 void dsv3_mla_softmax_rows_avx2(int64_t HL, float *sc, int64_t ns, float *m, float *l);
 /* accumulate_rows4; from_zero: the sums start at 0 (lat's contents not read: no memset needed) */
 void dsv3_mla_accumulate_rows4_avx2(float *lat, int64_t lst, const float *p, int64_t pst, int64_t pss,

@@ -248,6 +248,23 @@ TEST(mla_isa_paths_bitwise_4_heads) {
     dsv3_model_free(m);
 }
 
+/* Groups of at most 4 heads score two cache rows per vector (dsv3_mla_scores_tile4_avx2): its column
+ * tail (kv_lora_rank 203: rows of 203 + rope columns, not a multiple of 4) and a group of 3 heads (the
+ * fourth lane's query zero). */
+TEST(mla_isa_paths_bitwise_4_heads_odd_latent) {
+    dsv3_model *m = config_model("mla4-203", 4, -1, 203);
+    if (!m) return;
+    isa_paths_bitwise(m, "4 heads, kv_lora_rank 203");
+    dsv3_model_free(m);
+}
+
+TEST(mla_isa_paths_bitwise_3_heads) {
+    dsv3_model *m = config_model("mla3-203", 3, -1, 203);
+    if (!m) return;
+    isa_paths_bitwise(m, "3 heads, kv_lora_rank 203");
+    dsv3_model_free(m);
+}
+
 /* The logits of the last D of np + D tokens computed in one prefill equal those of D decode steps after
  * an np-token prefill, bitwise, with 1..MAX_NT threads for the decode steps. */
 static void prefill_equals_decode(dsv3_model *m, int64_t np, const char *what) {

@@ -211,20 +211,18 @@ static void isa_paths_bitwise(dsv3_model *m, const char *what) {
     free(got);
 }
 
-TEST(mla_isa_paths_bitwise_16_heads) {
-    dsv3_model *m = mla16_model();
+/* isa_paths_bitwise on a config_model of the given heads and kv_lora_rank */
+static void isa_paths_config(const char *name, int heads, int kvl, const char *what) {
+    dsv3_model *m = config_model(name, heads, -1, kvl);
     if (!m) return;
-    isa_paths_bitwise(m, "16 heads");
+    isa_paths_bitwise(m, what);
     dsv3_model_free(m);
 }
 
+TEST(mla_isa_paths_bitwise_16_heads) { isa_paths_config("mla16", 16, 200, "16 heads"); }
+
 /* kv_lora_rank 203: every kernel's column tail (203 = 8 x 24 + 8 + 3 = 12 x 16 + 11). */
-TEST(mla_isa_paths_bitwise_16_heads_odd_latent) {
-    dsv3_model *m = config_model("mla16-203", 16, -1, 203);
-    if (!m) return;
-    isa_paths_bitwise(m, "16 heads, kv_lora_rank 203");
-    dsv3_model_free(m);
-}
+TEST(mla_isa_paths_bitwise_16_heads_odd_latent) { isa_paths_config("mla16-203", 16, 203, "16 heads, kv_lora_rank 203"); }
 
 /* The FP8 fixture (kv_b_proj E4M3 with 128x128 block scales): the decode steps read it as stored on
  * AVX2 (mla_avx2.c), the other paths from its f32 copy. */
@@ -241,29 +239,14 @@ TEST(mla_isa_paths_bitwise_fp8_kvb) {
 }
 
 /* The same for 4 heads: rows as vector lanes in the scores, the [head][key] chunk softmax. */
-TEST(mla_isa_paths_bitwise_4_heads) {
-    dsv3_model *m = config_model("mla4", 4, -1, 200);
-    if (!m) return;
-    isa_paths_bitwise(m, "4 heads");
-    dsv3_model_free(m);
-}
+TEST(mla_isa_paths_bitwise_4_heads) { isa_paths_config("mla4", 4, 200, "4 heads"); }
 
 /* Groups of at most 4 heads score two cache rows per vector (dsv3_mla_scores_tile4_avx2): its column
  * tail (kv_lora_rank 203: rows of 203 + rope columns, not a multiple of 4) and a group of 3 heads (the
  * fourth lane's query zero). */
-TEST(mla_isa_paths_bitwise_4_heads_odd_latent) {
-    dsv3_model *m = config_model("mla4-203", 4, -1, 203);
-    if (!m) return;
-    isa_paths_bitwise(m, "4 heads, kv_lora_rank 203");
-    dsv3_model_free(m);
-}
+TEST(mla_isa_paths_bitwise_4_heads_odd_latent) { isa_paths_config("mla4-203", 4, 203, "4 heads, kv_lora_rank 203"); }
 
-TEST(mla_isa_paths_bitwise_3_heads) {
-    dsv3_model *m = config_model("mla3-203", 3, -1, 203);
-    if (!m) return;
-    isa_paths_bitwise(m, "3 heads, kv_lora_rank 203");
-    dsv3_model_free(m);
-}
+TEST(mla_isa_paths_bitwise_3_heads) { isa_paths_config("mla3-203", 3, 203, "3 heads, kv_lora_rank 203"); }
 
 /* The logits of the last D of np + D tokens computed in one prefill equal those of D decode steps after
  * an np-token prefill, bitwise, with 1..MAX_NT threads for the decode steps. */

@@ -144,6 +144,25 @@ TEST(sampling_top_p_exact) {
     }
 }
 
+/* A top-p set after dsv3_sampler_init (its buffers are then made when first needed): the same result. */
+TEST(sampling_top_p_set_after_init) {
+    const int64_t V = 3000;
+    float *l = malloc(sizeof(float) * V), *probs = malloc(sizeof(float) * V), *ref = malloc(sizeof(float) * V);
+    uint64_t rng = 3;
+    for (int64_t i = 0; i < V; i++) l[i] = (float)(10 * dsv3_rand_uniform(&rng));
+    dsv3_sampler s;
+    dsv3_sampler_params sp = {0.9f, 1.0f, 0, 1};
+    CHECK(dsv3_sampler_init(&s, &sp, V, NULL) == DSV3_OK);
+    s.p.top_p = 0.8f;
+    dsv3_sampler_probs(&s, l, V, probs);
+    exact_top_p(l, V, 0.9f, 0.8f, ref);
+    CHECK(memcmp(probs, ref, sizeof(float) * (size_t)V) == 0);
+    dsv3_sampler_free(&s);
+    free(l);
+    free(probs);
+    free(ref);
+}
+
 /* Samplers used from several threads at once (the server samples a step's rows in parallel) draw
  * exactly what they draw one after another: no state shared between samplers (the top-k sort's key
  * pointer is per thread). */

@@ -80,19 +80,19 @@ static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
 enum { DSV3_SC_CBUF, DSV3_SC_TMP, DSV3_SC_TAIL, DSV3_SC_SBUF, DSV3_SC_XS, DSV3_SC_S, DSV3_SC_ABUF, DSV3_SC_B, /* AMX */
        DSV3_SC_GEMM_ROWS, /* decoded, packed weight rows of the AVX2 GEMM */
        DSV3_SC_GEMM_X,    /* packed activations of the AVX2 GEMM */
-       DSV3_SC_XSPLIT,    /* split BF16 activations of the AVX-512 and AVX2 matmuls */
+       DSV3_SC_XSPLIT,    /* activations permuted for the split BF16 (AVX-512, AVX2) or quad E4M3 (AVX2) tiles */
        DSV3_SC_N };
 void *dsv3_cpu_scratch(int slot, size_t n);
 
 /* Tokens up to which the AVX-512 matmul decodes weights in registers for all tokens at once (decode,
  * MTP verification, small batches); more go through the decoded-rows GEMM. */
 #define DSV3_CPU_DIRECT_MAX_T 4
-/* ... and the AVX2 matmul (in token groups of up to 4, each weight tile hot in L1 for the later groups) */
+/* ... and the AVX2 matmul (in token groups of up to 3, each weight tile hot in L1 for the later groups) */
 #define DSV3_AVX2_DIRECT_MAX_T 16
 
 enum { K_F32, K_BF16, K_F16, K_E4M3, K_E4M3_UNFOLDED, K_E5M2, K_GENERIC,
        K_E4M3_CLEAN, /* avx512, avx2 decode: K_E4M3 of a weight without NaN codes (no per-chunk check) */
-       K_E4M3_DWORD, /* avx512, avx2 decode: ... and without subnormal codes (decoded in 32-bit lanes) */
+       K_E4M3_DWORD, /* avx512, avx2 decode: ... and with rare subnormal codes (decoded in 32-bit lanes) */
        K_BF16_SPLIT  /* avx512, avx2 tiles: BF16 as even/odd k halves of 32-bit lanes, x split alike (few tokens) */ };
 static inline int dsv3_cpu_kind(const dsv3_weight *W) {
     if (!dsv3_cpu_blocks_aligned(W)) return K_GENERIC;

@@ -38,26 +38,30 @@ AI __m256 reduce32_y(const float q[4][8]) {
                          _mm256_add_ps(_mm256_load_ps(q[1]), _mm256_load_ps(q[3])));
 }
 
-/* The rest of reduce32's tree (z = y.lo + y.hi, z + movehl(z), lane 0 + lane 1) for 8 dot products y[0..7]
- * at once; dot product k's sum in lane REDUCE8_LANE(k) (order 0 2 4 6 1 3 5 7). Every sum is reduce32's. */
-#define REDUCE8_LANE(k) (((k) & 1) ? 4 + (k) / 2 : (k) / 2)
-AI __m256 reduce8_tree(const __m256 y[8]) {
-    __m256 z[4]; /* z[k] = [z of y[2k] | z of y[2k+1]] */
-    for (int k = 0; k < 4; k++)
-        z[k] = _mm256_add_ps(_mm256_permute2f128_ps(y[2 * k], y[2 * k + 1], 0x20),
-                             _mm256_permute2f128_ps(y[2 * k], y[2 * k + 1], 0x31));
-    /* z0 + z2, z1 + z3 of four dot products: [y0 y0 y2 y2 | y1 y1 y3 y3], [y4 y4 y6 y6 | y5 y5 y7 y7] */
-    const __m256 w0 = _mm256_add_ps(_mm256_shuffle_ps(z[0], z[1], 0x44), _mm256_shuffle_ps(z[0], z[1], 0xEE));
-    const __m256 w1 = _mm256_add_ps(_mm256_shuffle_ps(z[2], z[3], 0x44), _mm256_shuffle_ps(z[2], z[3], 0xEE));
+/* The rest of reduce32's tree (z = y.lo + y.hi, z + movehl(z), lane 0 + lane 1) for several dot products at
+ * once, from their y vectors (reduce32_y). Every sum is reduce32's (operands swapped at most). */
+/* [z of ya | z of yb] */
+AI __m256 tree_z2(__m256 ya, __m256 yb) {
+    return _mm256_add_ps(_mm256_permute2f128_ps(ya, yb, 0x20), _mm256_permute2f128_ps(ya, yb, 0x31));
+}
+/* z0 + z2, z1 + z3 of the four dot products of tree_z2(a, b) = za, tree_z2(c, d) = zc:
+ * [a a c c | b b d d] */
+AI __m256 tree_w4(__m256 za, __m256 zc) {
+    return _mm256_add_ps(_mm256_shuffle_ps(za, zc, 0x44), _mm256_shuffle_ps(za, zc, 0xEE));
+}
+/* lane 0 + lane 1 of each pair: [w0's a c, w1's a c | w0's b d, w1's b d] */
+AI __m256 tree_sum(__m256 w0, __m256 w1) {
     return _mm256_add_ps(_mm256_shuffle_ps(w0, w1, 0x88), _mm256_shuffle_ps(w0, w1, 0xDD));
 }
-
-/* reduce8_tree of 4 dot products y[0..3] (the same lanes: REDUCE8_LANE(k), k < 4). */
+/* 8 dot products y[0..7]: dot product k's sum in lane REDUCE8_LANE(k) (order 0 2 4 6 1 3 5 7) */
+#define REDUCE8_LANE(k) (((k) & 1) ? 4 + (k) / 2 : (k) / 2)
+AI __m256 reduce8_tree(const __m256 y[8]) {
+    return tree_sum(tree_w4(tree_z2(y[0], y[1]), tree_z2(y[2], y[3])), tree_w4(tree_z2(y[4], y[5]), tree_z2(y[6], y[7])));
+}
+/* 4 dot products y[0..3], in the same lanes (REDUCE8_LANE(k), k < 4) */
 AI __m256 reduce4_tree(const __m256 y[4]) {
-    const __m256 z0 = _mm256_add_ps(_mm256_permute2f128_ps(y[0], y[1], 0x20), _mm256_permute2f128_ps(y[0], y[1], 0x31)),
-                 z1 = _mm256_add_ps(_mm256_permute2f128_ps(y[2], y[3], 0x20), _mm256_permute2f128_ps(y[2], y[3], 0x31));
-    const __m256 w = _mm256_add_ps(_mm256_shuffle_ps(z0, z1, 0x44), _mm256_shuffle_ps(z0, z1, 0xEE));
-    return _mm256_add_ps(_mm256_shuffle_ps(w, w, 0x88), _mm256_shuffle_ps(w, w, 0xDD));
+    const __m256 w = tree_w4(tree_z2(y[0], y[1]), tree_z2(y[2], y[3]));
+    return tree_sum(w, w);
 }
 
 /* Lane masks for a tail of len < 32 elements, quarter q (lanes 8q..8q+7). */
@@ -544,7 +548,7 @@ static void matmul_direct(float *out, int64_t ld, const float *x, int64_t T, con
 
 /* ----------------------------------------------------------- prefill path */
 
-/* T >= 4: a packed GEMM. Element i of a row belongs to lane i % 32 of chunk i / 32 (cpu_kernels.h),
+/* T > DSV3_AVX2_DIRECT_MAX_T: a packed GEMM. Element i of a row belongs to lane i % 32 of chunk i / 32 (cpu_kernels.h),
  * and the four quarters of a dot product's lanes (0-7, 8-15, 16-23, 24-31) are independent sums. So
  * rows (decoded to f32) and tokens are stored quarter-major: quarter q of chunk c at [q*L + 8*c],
  * L = 8 * chunks. A tile of GR rows x GTT tokens runs one quarter at a time with one ymm accumulator

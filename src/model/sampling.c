@@ -167,8 +167,8 @@ dsv3_status dsv3_sampler_init(dsv3_sampler *s, const dsv3_sampler_params *p, int
     s->cap = vocab;
     s->prob = malloc(sizeof(float) * vocab);
     s->idx = malloc(sizeof(int32_t) * vocab);
-    s->topp = s->p.top_p < 1.0f ? topp_alloc(vocab) : NULL; /* (else allocated when first needed) */
-    if (!s->prob || !s->idx || (s->p.top_p < 1.0f && !s->topp)) {
+    s->topp = NULL; /* the top-p buffers: made when first needed (candidates) */
+    if (!s->prob || !s->idx) {
         dsv3_sampler_free(s);
         return dsv3_fail(err, DSV3_ERR_NOMEM, "out of memory for the sampler");
     }
@@ -295,8 +295,8 @@ static int64_t candidates(dsv3_sampler *s, const float *logits, int64_t vocab, d
         sum += s->prob[i];
     }
     if (s->p.top_p < 1.0f) {
-        if (!sorted && !s->topp) s->topp = topp_alloc(s->cap); /* top_p set after dsv3_sampler_init */
-        if (!sorted && !s->topp) { /* out of memory for it: sort everything (the same result) */
+        if (!sorted && !s->topp) s->topp = topp_alloc(s->cap);
+        if (!sorted && !s->topp) { /* out of memory for them: sort everything (the same result) */
             first_m_sorted(s, logits, n, n);
             for (int64_t i = 0; i < n; i++) s->prob[i] = expf((logits[s->idx[i]] - mx) * inv_t);
             sorted = n;

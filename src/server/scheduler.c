@@ -316,30 +316,29 @@ static void step(srv_sched *s) {
                 if (s->run[k] == s->item_job[i]) { end_job(s, k, SRV_FINISH_ERROR, msg); break; }
         return;
     }
-    /* the items' tokens first, in parallel: each job samples from its own row with its own sampler and
-     * RNG, so the tokens do not depend on the thread count (a batch's rows sampled one after another
-     * left the other threads waiting: ~0.06 ms per row over 8192 ids, 1 ms over 129,280) */
-    int64_t rows_before = 0;
+    /* The items that sample (a decode row, or the last chunk of a prompt): first the row each samples
+     * from, then their tokens in parallel. Each job samples with its own sampler and RNG, so the tokens
+     * do not depend on the thread count (one row after another left the other threads waiting: ~0.06 ms
+     * per row over 8192 ids, 1 ms over 129,280). item_tok: that row, then the token; -1: none. */
+    int64_t row = 0;
     for (int i = 0; i < n_items; i++) {
         const srv_job *j = s->item_job[i];
-        rows_before += s->item_rows[i];
-        s->item_tok[i] = j->n_fed + s->item_rows[i] >= j->n_prompt ? (int32_t)(rows_before - 1) : -1; /* its last row */
+        row += s->item_rows[i];
+        s->item_tok[i] = j->n_fed + s->item_rows[i] >= j->n_prompt ? (int32_t)(row - 1) : -1;
     }
 #pragma omp parallel for schedule(dynamic, 1) if (n_items > 1)
     for (int i = 0; i < n_items; i++)
         if (s->item_tok[i] >= 0)
             s->item_tok[i] = dsv3_sample(&s->item_job[i]->smp, s->logits + (int64_t)s->item_tok[i] * s->vocab, s->vocab);
-    int64_t row = 0, sampled = 0, prefilled = 0;
+    int64_t sampled = 0, prefilled = 0;
     for (int i = 0; i < n_items; i++) {
         srv_job *j = s->item_job[i];
-        int64_t r_end = row + s->item_rows[i];
-        row = r_end;
         if (j->n_fed < j->n_prompt) {
             j->n_fed += s->item_rows[i];
             prefilled += s->item_rows[i];
-            if (j->n_fed < j->n_prompt) continue;
         }
-        int32_t t = s->item_tok[i];
+        const int32_t t = s->item_tok[i];
+        if (t < 0) continue;
         sampled++;
         if (j->n_gen == 0) j->t_first = srv_now();
         j->last = t;

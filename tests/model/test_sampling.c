@@ -144,7 +144,7 @@ TEST(sampling_top_p_exact) {
     }
 }
 
-/* A top-p set after dsv3_sampler_init (its buffers are then made when first needed): the same result. */
+/* A top-p set after dsv3_sampler_init (the top-p buffers are made when first needed): the same result. */
 TEST(sampling_top_p_set_after_init) {
     const int64_t V = 3000;
     float *l = malloc(sizeof(float) * V), *probs = malloc(sizeof(float) * V), *ref = malloc(sizeof(float) * V);

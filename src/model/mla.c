@@ -707,9 +707,9 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
                          float *sc, float *out) {
     const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, row = a->row, kvl = a->kvl, ost = kvl + 2;
     const float *keys = token_keys(a, t) + s0 * row;
-    const int simd = MLA_SIMD(); /* same bits, faster */
+    const int simd = MLA_SIMD(), avx2 = MLA_AVX2(); /* same bits, faster */
     int64_t pst = ATTN_CHUNK, pss = 1; /* head g's probability of key s: sc[g * pst + s * pss] */
-    if (MLA_AVX2()) { /* heads as lanes throughout: sc [s][HL] (mla_avx2.c) */
+    if (avx2) { /* heads as lanes throughout: sc [s][HL] (mla_avx2.c) */
         const int64_t HL = gh > 8 ? 16 : 8;
         float m[16], l[16];
         if (gh <= 4) dsv3_mla_scores_tile4_avx2(qt, keys, row, ns, row, a->sigma, sc); /* no idle lanes */
@@ -750,8 +750,7 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     }
     /* the latent sums start at 0: the AVX2 4-head kernel starts its registers there itself (the memset was
      * ~2% of a decode step at 4096 tokens of context), the others add to a zeroed buffer */
-    const int avx2_sums = !simd && MLA_AVX2();
-    for (int64_t g = avx2_sums ? gh / 4 * 4 : 0; g < gh; g++) memset(out + g * ost, 0, sizeof(float) * (size_t)kvl);
+    for (int64_t g = avx2 ? gh / 4 * 4 : 0; g < gh; g++) memset(out + g * ost, 0, sizeof(float) * (size_t)kvl);
     int64_t g = 0;
 #ifdef HAVE_SCORES_ROWS_AVX512
     if (simd)
@@ -759,7 +758,7 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
 #endif
     for (; g + 4 <= gh; g += 4) {
         if (simd) accumulate_rows4_avx512(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
-        else if (avx2_sums) dsv3_mla_accumulate_rows4_avx2(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl, 1);
+        else if (avx2) dsv3_mla_accumulate_rows4_avx2(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl, 1);
         else accumulate_rows4(out + g * ost, ost, sc + g * pst, pst, pss, keys, row, ns, kvl);
     }
     for (; g < gh; g++) accumulate_rows(out + g * ost, sc + g * pst, pss, keys, row, ns, kvl);

@@ -93,9 +93,11 @@ AI void scores_pairs(const int R, const float *qT, const float *rows, int64_t ld
     __m256 a[6];
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++) a[i] = _mm256_setzero_ps();
-    const int64_t j4 = len - len % 4;
+    const int64_t j4 = len - len % 4, pf_per = j4 ? (pf_lines + j4 / 4 - 1) / (j4 / 4) : 0; /* lines per step */
     for (int64_t j0 = 0; j0 < j4; j0 += 4) {
-        if (pf && (j0 >> 2) < pf_lines) _mm_prefetch(pf + (j0 >> 2) * 64, _MM_HINT_T0);
+        if (pf)
+            for (int64_t l = (j0 >> 2) * pf_per, le = l + pf_per < pf_lines ? l + pf_per : pf_lines; l < le; l++)
+                _mm_prefetch(pf + l * 64, _MM_HINT_T0);
         __m256 r[6];
 #pragma GCC unroll 6
         for (int i = 0; i < R; i++) {

@@ -14,6 +14,15 @@ static inline int bench_parse_long(const char *s, long lo, long hi, long *out) {
     return 0;
 }
 
+/* A whole finite decimal number in [lo, hi] into *out; -1 (out untouched) otherwise. */
+static inline int bench_parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
 /* "1,2,3": up to max integers in [lo, hi], in order, into out[0..*n); -1 on a bad or empty list. */
 static inline int bench_parse_list(const char *s, long lo, long hi, int max, long *out, int *n) {
     char buf[256];

@@ -1,6 +1,7 @@
 /* MTP speculative decoding benchmark:
  *   build/bench_mtp [--model DIR=models/dsv3-kjv-tiny] [--prompt TEXT]... [-n N=256] [--drafts LIST=1,2,3]
  *                   [--draft-vocab V=1024] [-t threads=1] [--repeat R=5]
+ *                   [--temp T=0 [--top-k K] [--top-p P] [--seed S=1]]
  *
  * For every prompt (default: three in-domain ones for the default model), R rounds of greedy
  * generation of N tokens (--ignore-eos), each round alternating plain decoding and speculative
@@ -9,6 +10,9 @@
  * median decode tok/s, the speedup over the plain median, drafts accepted / proposed, and checks
  * that every speculative run generated exactly the plain run's tokens (greedy: it must); then the
  * medians over the prompts and one JSON line. Exit status 1 when an output differed.
+ * --temp T > 0: sampled generation instead (seed S + round in every run of a round), as `dsv3 generate
+ * --temp`; speculative runs keep the output distribution but not the plain run's tokens (the random
+ * numbers go to other uses), so nothing is compared.
  *
  * --costs: instead, the parts of a speculative step, each timed alone at a context of 128 tokens
  * (median over --repeat rounds of 64 calls): a main-model step of T = 1..4 tokens (a verification of
@@ -40,7 +44,7 @@ static int collect_cb(int32_t t, void *ctx) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_mtp [--model DIR] [--prompt TEXT]... [-n N] [--drafts N[,N...]] [--draft-vocab V]\n"
-               "                 [-t threads] [--repeat R]\n"
+               "                 [-t threads] [--repeat R] [--temp T [--top-k K] [--top-p P] [--seed S]]\n"
                "  --model DIR      model with an MTP layer (default models/dsv3-kjv-tiny)\n"
                "  --prompt TEXT    a prompt (repeatable; default: three in-domain prompts of the default model)\n"
                "  -n N             tokens to generate per run (default 256)\n"
@@ -48,18 +52,19 @@ static void usage(FILE *f) {
                "  --draft-vocab V  draft vocabulary (dsv3_model_set_mtp_draft_vocab; default 1024, 0 = all)\n"
                "  -t N             threads (default 1)\n"
                "  --repeat R       rounds; speeds are medians over them (default 5)\n"
+               "  --temp T         sample at temperature T (default 0: greedy, outputs compared)\n"
+               "  --top-k K, --top-p P, --seed S   sampling settings (defaults 0 = off, 1 = off, 1)\n"
                "  --costs          time the parts of a speculative step instead (see the source's header)\n");
 }
 
-/* One greedy generation; tok/s of the decode phase, or -1 on error. */
-static double run(dsv3_model *m, const int32_t *prompt, int64_t np, int64_t n_new, int drafts, tok_list *out,
-                  dsv3_gen_stats *gs) {
+/* One generation with sampler settings sp (temperature 0: greedy); tok/s of the decode phase, or -1 on error. */
+static double run(dsv3_model *m, const int32_t *prompt, int64_t np, int64_t n_new, int drafts,
+                  const dsv3_sampler_params *sp, tok_list *out, dsv3_gen_stats *gs) {
     dsv3_error err = {0};
     dsv3_kv_cache *kc = NULL;
     dsv3_sampler smp;
-    dsv3_sampler_params sp = {0.0f, 1.0f, 0, 0};
     if (dsv3_kv_cache_new(m, np + n_new + 1, &kc, &err) ||
-        dsv3_sampler_init(&smp, &sp, dsv3_model_config(m)->vocab_size, &err)) {
+        dsv3_sampler_init(&smp, sp, dsv3_model_config(m)->vocab_size, &err)) {
         fprintf(stderr, "bench_mtp: %s\n", err.msg);
         dsv3_kv_cache_free(kc);
         return -1;
@@ -127,7 +132,8 @@ int main(int argc, char **argv) {
     const char *model_dir = "models/dsv3-kjv-tiny", *prompts[MAX_PROMPTS];
     int n_prompts = 0, n_drafts = 0;
     long drafts[MAX_DRAFTS];
-    long n_new = 256, threads = 1, repeat = 5, draft_vocab = 1024;
+    long n_new = 256, threads = 1, repeat = 5, draft_vocab = 1024, top_k = 0, seed = 1;
+    double temp = 0, top_p = 1;
     int costs = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -143,6 +149,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-t")) bad = bench_parse_long(v, 0, 4096, &threads);
         else if (!strcmp(a, "--repeat")) bad = bench_parse_long(v, 1, 1000, &repeat);
         else if (!strcmp(a, "--draft-vocab")) bad = bench_parse_long(v, 0, INT32_MAX, &draft_vocab);
+        else if (!strcmp(a, "--temp")) bad = bench_parse_double(v, 0, 100, &temp);
+        else if (!strcmp(a, "--top-p")) bad = bench_parse_double(v, 1e-6, 1, &top_p);
+        else if (!strcmp(a, "--top-k")) bad = bench_parse_long(v, 0, INT32_MAX, &top_k);
+        else if (!strcmp(a, "--seed")) bad = bench_parse_long(v, 0, INT32_MAX, &seed);
         else if (!strcmp(a, "--drafts")) bad = bench_parse_list(v, 1, MAX_DRAFTS, MAX_DRAFTS, drafts, &n_drafts);
         else bad = 1;
         if (bad) {
@@ -189,8 +199,10 @@ int main(int argc, char **argv) {
     tok_list ref = {malloc(sizeof(int32_t) * (size_t)n_new), 0, n_new}, got = {malloc(sizeof(int32_t) * (size_t)n_new), 0, n_new};
     int rc = !tps || !ref.ids || !got.ids, differ = 0;
     if (rc) fprintf(stderr, "bench_mtp: out of memory\n");
-    printf("model %s, %d thread(s), %ld tokens per run, draft vocabulary %ld, %ld rounds\n", model_dir,
+    printf("model %s, %d thread(s), %ld tokens per run, draft vocabulary %ld, %ld rounds, ", model_dir,
            omp_get_max_threads(), n_new, draft_vocab, repeat);
+    if (temp > 0) printf("sampled (temperature %g, top-k %ld, top-p %g, seed %ld + round)\n", temp, top_k, top_p, seed);
+    else printf("greedy\n");
     double med_speedup[MAX_DRAFTS][MAX_PROMPTS];
     for (int p = 0; p < n_prompts && !rc; p++) {
         dsv3_ids ids = {0};
@@ -204,11 +216,13 @@ int main(int argc, char **argv) {
             for (int v = 0; v < nv && !rc; v++) {
                 dsv3_gen_stats gs;
                 tok_list *o = v ? &got : &ref;
-                double s = run(m, ids.data, (int64_t)ids.len, n_new, v ? drafts[v - 1] : 0, o, &gs);
+                const dsv3_sampler_params sp = {(float)temp, (float)top_p, top_k, (uint64_t)(seed + r)};
+                double s = run(m, ids.data, (int64_t)ids.len, n_new, v ? drafts[v - 1] : 0, &sp, o, &gs);
                 if (s < 0) { rc = 1; break; }
                 tps[(p * nv + v) * repeat + r] = s;
-                if (r == 0) acc[p][v] = gs.mtp_accepted, prop[p][v] = gs.mtp_drafted;
-                if (v && (got.n != ref.n || memcmp(got.ids, ref.ids, sizeof(int32_t) * (size_t)ref.n))) {
+                if (r == 0 || temp > 0) /* greedy: every round the same; sampled: the sum over the rounds */
+                    acc[p][v] += gs.mtp_accepted, prop[p][v] += gs.mtp_drafted;
+                if (v && temp <= 0 && (got.n != ref.n || memcmp(got.ids, ref.ids, sizeof(int32_t) * (size_t)ref.n))) {
                     fprintf(stderr, "bench_mtp: prompt %d, %ld drafts: output differs from plain decoding\n", p, drafts[v - 1]);
                     differ = 1;
                 }
@@ -227,8 +241,9 @@ int main(int argc, char **argv) {
         }
     }
     if (!rc) {
-        printf("{\"bench\":\"mtp\",\"threads\":%d,\"gen\":%ld,\"repeat\":%ld,\"draft_vocab\":%ld,\"identical\":%s,\"by_drafts\":[",
-               omp_get_max_threads(), n_new, repeat, draft_vocab, differ ? "false" : "true");
+        printf("{\"bench\":\"mtp\",\"threads\":%d,\"gen\":%ld,\"repeat\":%ld,\"draft_vocab\":%ld,\"temperature\":%g,"
+               "\"identical\":%s,\"by_drafts\":[",
+               omp_get_max_threads(), n_new, repeat, draft_vocab, temp, temp > 0 ? "null" : differ ? "false" : "true");
         for (int d = 0; d < n_drafts; d++) {
             long long a = 0, q = 0;
             for (int p = 0; p < n_prompts; p++) a += acc[p][d + 1], q += prop[p][d + 1];

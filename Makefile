@@ -28,6 +28,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# elementwise activations: vectorised with the scalar code's values (see the file's header)
+$(BUILD)/obj/src/ops/cpu/activation.o: CFLAGS += -fno-trapping-math
+
 $(BUILD)/libdsv3.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

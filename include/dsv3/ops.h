@@ -88,7 +88,45 @@ void dsv3_weight_row_f32(const dsv3_weight *W, int64_t r, float *dst);
 /* y = w ⊙ x / sqrt(mean(x²) + eps) in fp32 (spec §3.3); w may be NULL (no weight). */
 void dsv3_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 void dsv3_softmax_inplace(float *x, int64_t n);
-static inline float dsv3_silu(float z) { return z / (1.0f + expf(-z)); }
+
+/* e^x with fixed arithmetic (no libm call, so loops over it vectorise, and every loop gives the bits of
+ * the scalar code): Cody-Waite reduction x = n ln2 + r (ln2 = HI + LO), |r| <= ln2/2, the Cephes
+ * degree-6 polynomial (< 2 ulp on (-87, 88], tests/ops), times 2^n. x <= -87 gives 0, x > 88 +inf (e^88 is
+ * 1.7e38; e^x up to 88.72 is finite, but its uses do not need it), NaN stays NaN. The attention softmax
+ * (mla.c attn_exp and its SIMD copies) is this function on x <= 0. */
+#define DSV3_EXP_LOG2E 1.44269504088896341f
+#define DSV3_EXP_LN2_HI (-0.693359375f)
+#define DSV3_EXP_LN2_LO 2.12194440e-4f
+#define DSV3_EXP_P0 1.9875691500e-4f
+#define DSV3_EXP_P1 1.3981999507e-3f
+#define DSV3_EXP_P2 8.3334519073e-3f
+#define DSV3_EXP_P3 4.1665795894e-2f
+#define DSV3_EXP_P4 1.6666665459e-1f
+#define DSV3_EXP_P5 5.0000001201e-1f
+static inline float dsv3_exp_fixed(float x) {
+    const float xc = x > -87.0f ? (x < 88.0f ? x : 88.0f) : -87.0f; /* NaN -> -87 here, restored below */
+    const float n = floorf(fmaf(xc, DSV3_EXP_LOG2E, 0.5f));           /* [-126, 127] */
+    float r = fmaf(n, DSV3_EXP_LN2_HI, xc);
+    r = fmaf(n, DSV3_EXP_LN2_LO, r);
+    float p = DSV3_EXP_P0;
+    p = fmaf(p, r, DSV3_EXP_P1);
+    p = fmaf(p, r, DSV3_EXP_P2);
+    p = fmaf(p, r, DSV3_EXP_P3);
+    p = fmaf(p, r, DSV3_EXP_P4);
+    p = fmaf(p, r, DSV3_EXP_P5);
+    const float y = fmaf(p * r, r, r) + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale = {((int32_t)n + 127) << 23}; /* a normal power of two */
+    const float e = y * scale.f;
+    return x > -87.0f ? (x <= 88.0f ? e : INFINITY) : x != x ? x : 0.0f;
+}
+/* SiLU (spec §3.8): z * sigmoid(z) as z / (1 + e^-z) */
+static inline float dsv3_silu(float z) { return z / (1.0f + dsv3_exp_fixed(-z)); }
+/* a[i] = silu(a[i]) * b[i] for i < n (the SwiGLU of gate a and up b), vectorised; the bits of the scalar
+ * dsv3_silu(a[i]) * b[i] for every i (src/ops/cpu/activation.c). */
+void dsv3_swiglu(float *a, const float *b, int64_t n);
 static inline float dsv3_sigmoid(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 #endif

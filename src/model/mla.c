@@ -541,27 +541,9 @@ typedef struct {
     float sigma;
 } mla_attn;
 
-/* e^x with fixed arithmetic (vectorises; the same bits in every loop that calls it): Cody-Waite
- * reduction x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial (Cephes expf, < 2 ulp), times 2^n.
- * For x <= 0 (its only use: score - max): x < -87 gives 0, NaN stays NaN, e^0 = 1 exactly. */
-static inline float attn_exp(float x) {
-    const float xc = x > -87.0f ? x : -87.0f; /* NaN -> -87 here, restored below */
-    const float n = floorf(fmaf(xc, DSV3_EXP_LOG2E, 0.5f));
-    float r = fmaf(n, DSV3_EXP_LN2_HI, xc);
-    r = fmaf(n, DSV3_EXP_LN2_LO, r);
-    float p = DSV3_EXP_P0;
-    p = fmaf(p, r, DSV3_EXP_P1);
-    p = fmaf(p, r, DSV3_EXP_P2);
-    p = fmaf(p, r, DSV3_EXP_P3);
-    p = fmaf(p, r, DSV3_EXP_P4);
-    p = fmaf(p, r, DSV3_EXP_P5);
-    float y = fmaf(p * r, r, r) + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23; /* n in [-126, 0]: a normal power of two */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    y *= scale;
-    return x > -87.0f ? y : x != x ? x : 0.0f;
-}
+/* e^x of the softmax (x = score - max <= 0): dsv3_exp_fixed (x <= -87 gives 0, NaN stays NaN, e^0 = 1
+ * exactly); the SIMD copies (attn_exp16 here, mla_avx2.c attn_exp8) compute the same bits lane for lane. */
+static inline float attn_exp(float x) { return dsv3_exp_fixed(x); }
 
 static inline const float *token_keys(const mla_attn *a, int64_t t) {
     const dsv3_kv_cache *kc = a->caches[a->ws->item_of[t]];

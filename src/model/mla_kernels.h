@@ -7,17 +7,8 @@
 
 #include "dsv3/ops.h"
 
-/* e^x of the attention softmax (mla.c attn_exp; its SIMD copies use the same constants): Cody-Waite
- * x = n ln2 + r with ln2 = HI + LO, then a degree-6 polynomial (Cephes expf). */
-#define DSV3_EXP_LOG2E 1.44269504088896341f
-#define DSV3_EXP_LN2_HI (-0.693359375f)
-#define DSV3_EXP_LN2_LO 2.12194440e-4f
-#define DSV3_EXP_P0 1.9875691500e-4f
-#define DSV3_EXP_P1 1.3981999507e-3f
-#define DSV3_EXP_P2 8.3334519073e-3f
-#define DSV3_EXP_P3 4.1665795894e-2f
-#define DSV3_EXP_P4 1.6666665459e-1f
-#define DSV3_EXP_P5 5.0000001201e-1f
+/* e^x of the attention softmax: dsv3_exp_fixed (dsv3/ops.h) on x <= 0; its SIMD copies use the
+ * DSV3_EXP_* constants defined there. */
 
 /* The portable chunk softmax of one head's scores p[0..ns) in place (mla.c; the reference of the SIMD ones). */
 void dsv3_mla_softmax_chunk(float *p, int64_t ns, float *m_out, float *l_out);

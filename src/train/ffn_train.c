@@ -31,7 +31,8 @@ static void swiglu_fwd(const tffn *f, const float *in, int64_t n, float *a, floa
     int64_t I = f->gate->shape[0];
     t_mm(a, in, n, f->gate);
     t_mm(b, in, n, f->up);
-    for (int64_t i = 0; i < n * I; i++) h[i] = dsv3_silu(a[i]) * b[i];
+    memcpy(h, a, sizeof(float) * (size_t)(n * I));
+    dsv3_swiglu(h, b, n * I); /* h = silu(a) * b, a kept for the backward */
     t_mm(out, h, n, f->down);
 }
 

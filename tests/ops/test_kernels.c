@@ -90,3 +90,59 @@ TEST(kernel_rmsnorm_softmax) {
     CHECK_NEAR(s[0], 0.5, 1e-7);
     CHECK(s[2] == 0.0f);
 }
+
+/* The scalar loop dsv3_swiglu must equal bit for bit (its file is compiled to vectorise). */
+__attribute__((noinline, optimize("no-tree-vectorize"))) static void swiglu_scalar(float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) a[i] = dsv3_silu(a[i]) * b[i];
+}
+
+static int same_bits(float x, float y) { return (x != x && y != y) || !memcmp(&x, &y, sizeof x); }
+
+TEST(kernel_swiglu_matches_scalar) {
+    enum { N = 4096 + 13 };
+    static const float special[] = {0.0f, -0.0f, 1e-40f, -1e-40f, 1.0f, -1.0f, 86.9f, -86.9f, 87.0f, -87.0f, 87.1f, -87.1f,
+                                    88.0f, -88.0f, 88.1f, -88.1f, 89.0f, -89.0f, 1e30f, -1e30f, INFINITY, -INFINITY, NAN};
+    const int ns = (int)(sizeof special / sizeof special[0]);
+    float *a = malloc(sizeof(float) * N), *b = malloc(sizeof(float) * N), *r = malloc(sizeof(float) * N);
+    uint64_t s = 7;
+    for (int64_t i = 0; i < N; i++) {
+        a[i] = i < ns ? special[i] : frand(&s) * (i % 3 ? 12.0f : 100.0f);
+        b[i] = i % 5 ? frand(&s) * 3.0f : 1.0f;
+    }
+    for (int off = 0; off < 3; off++) { /* unaligned starts and odd lengths: the vector loop's head and tail */
+        const int64_t n = N - off - 2 * off;
+        memcpy(r, a, sizeof(float) * N);
+        float *c = malloc(sizeof(float) * N);
+        memcpy(c, a, sizeof(float) * N);
+        dsv3_swiglu(c + off, b + off, n);
+        swiglu_scalar(r + off, b + off, n);
+        int bad = 0;
+        for (int64_t i = 0; i < N; i++) bad += !same_bits(c[i], r[i]);
+        CHECK_MSG(bad == 0, "offset %d: %d values differ from the scalar loop", off, bad);
+        free(c);
+    }
+    /* the values: silu(z) = z / (1 + e^-z) */
+    CHECK(dsv3_silu(0.0f) == 0.0f && dsv3_silu(100.0f) == 100.0f && dsv3_silu(-100.0f) == 0.0f);
+    CHECK(dsv3_silu(NAN) != dsv3_silu(NAN) && dsv3_silu(INFINITY) == INFINITY);
+    CHECK_NEAR(dsv3_silu(1.0f), 1.0 / (1.0 + exp(-1.0)), 1e-7);
+    CHECK_NEAR(dsv3_silu(-3.0f), -3.0 / (1.0 + exp(3.0)), 1e-8);
+    free(a);
+    free(b);
+    free(r);
+}
+
+/* dsv3_exp_fixed: within 2 ulp of e^x on (-87, 88], and its limits */
+TEST(kernel_exp_fixed_accuracy) {
+    double worst = 0;
+    for (int i = -869999; i <= 880000; i++) {
+        const float x = (float)i * 1e-4f;
+        const double e = exp((double)x), got = dsv3_exp_fixed(x), ulp = ldexp(1.0, ilogb(e) - 23);
+        const double err = fabs(got - e) / ulp;
+        worst = err > worst ? err : worst;
+    }
+    CHECK_MSG(worst <= 2.0, "worst error %.3f ulp", worst);
+    CHECK(dsv3_exp_fixed(0.0f) == 1.0f && dsv3_exp_fixed(-0.0f) == 1.0f);
+    CHECK(dsv3_exp_fixed(-87.0f) == 0.0f && dsv3_exp_fixed(-INFINITY) == 0.0f);
+    CHECK(dsv3_exp_fixed(88.5f) == INFINITY && dsv3_exp_fixed(INFINITY) == INFINITY);
+    CHECK(dsv3_exp_fixed(NAN) != dsv3_exp_fixed(NAN));
+}

@@ -28,9 +28,10 @@ static void usage(FILE *f) {
                "  --mtp           speculative decoding with the model's MTP module (same greedy output);\n"
                "                  it pays where an (N+1)-token step costs little more than a 1-token one\n"
                "                  (weights read from memory: large models); a model that fits in cache is\n"
-               "                  compute bound (the default model: ~1.05x greedy, 0.7-0.9x sampled)\n"
-               "  --mtp-drafts N  draft tokens per step, 1..4 (default 2): the MTP module's, then ones\n"
-               "                  chained through it; all verified by one (N+1)-token step (implies --mtp)\n"
+               "                  compute bound (the default model: ~1.05x greedy, ~0.9x sampled)\n"
+               "  --mtp-drafts N  draft tokens per step, 1..4: the MTP module's, then ones chained through\n"
+               "                  it; all verified by one (N+1)-token step (implies --mtp). Default 2, or 1\n"
+               "                  when sampling (a sampled chain leaves the drafts sooner)\n"
                "  --mtp-draft-vocab N  drafts choose among token ids [0, N) only: a cheaper draft head\n"
                "                  (BPE ids are roughly frequency-ranked); 0 = all ids; default: vocab / 8\n"
                "                  for vocabularies of 8192+ ids (1024 for the default model), else all\n"
@@ -102,7 +103,7 @@ int cmd_generate(int argc, char **argv) {
     if (cli_parse_i64(seed_s, 0, INT64_MAX, &seed)) { fprintf(stderr, "dsv3 generate: bad --seed '%s'\n", seed_s); return 2; }
     if (draft_vocab_s && cli_parse_i64(draft_vocab_s, 0, INT32_MAX, &draft_vocab)) { fprintf(stderr, "dsv3 generate: bad --mtp-draft-vocab '%s'\n", draft_vocab_s); return 2; }
     if (threads && cli_parse_i64(threads, 0, 4096, &nthreads)) { fprintf(stderr, "dsv3 generate: bad -t '%s'\n", threads); return 2; }
-    int64_t drafts = DSV3_MTP_DEFAULT_DRAFTS;
+    int64_t drafts = temp > 0 ? DSV3_MTP_DEFAULT_DRAFTS_SAMPLED : DSV3_MTP_DEFAULT_DRAFTS;
     if (drafts_s && cli_parse_i64(drafts_s, 1, DSV3_MTP_MAX_DRAFTS, &drafts)) {
         fprintf(stderr, "dsv3 generate: bad --mtp-drafts '%s' (want 1..%d)\n", drafts_s, DSV3_MTP_MAX_DRAFTS);
         return 2;

@@ -97,3 +97,35 @@ TEST(cli_bench_table) {
     CHECK_MSG(strstr(out, "| small |") && strstr(out, "| pp8 |") && strstr(out, "| tg4 |"), "%s", out);
     CHECK(run("bench --model x -r 0", out, sizeof out, 1) == 2);
 }
+
+/* A "key":number field of a JSON line, or -1. */
+static long long json_ll(const char *s, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(s, pat);
+    return p ? atoll(p + strlen(pat)) : -1;
+}
+
+/* --mtp drafts 2 tokens per step when greedy and 1 when sampling (DSV3_MTP_DEFAULT_DRAFTS[_SAMPLED]);
+ * --mtp-drafts overrides both. A step emits its accepted drafts + 1 token, so steps = generated -
+ * accepted, and drafted = drafts per step x steps but for the last steps (capped by what is left). */
+TEST(cli_generate_mtp_default_drafts) {
+    if (access("models/dsv3-kjv-tiny/model.safetensors", R_OK) != 0) SKIP("default model not built yet");
+    static char out[16384];
+    static const struct {
+        const char *opts;
+        long long per_step;
+    } cases[] = {{"--temp 0", 2}, {"--temp 0.8 --top-k 40 --seed 3", 1}, {"--temp 0.8 --top-k 40 --seed 3 --mtp-drafts 2", 2}};
+    for (int c = 0; c < 3; c++) {
+        char args[512];
+        snprintf(args, sizeof args, "generate --model models/dsv3-kjv-tiny --prompt 'And God said' -n 48 --ignore-eos --mtp --stats -t 1 %s",
+                 cases[c].opts);
+        CHECK(run(args, out, sizeof out, 1) == 0);
+        const char *js = strstr(out, "{\"prompt_tokens\"");
+        CHECK_MSG(js != NULL, "%s", out);
+        const long long gen = json_ll(js, "generated_tokens"), dr = json_ll(js, "mtp_drafted"), ac = json_ll(js, "mtp_accepted");
+        const long long steps = gen - 1 - ac; /* the prefill's token is not a step's */
+        CHECK_MSG(gen == 48 && dr > 0 && dr <= cases[c].per_step * steps && dr >= cases[c].per_step * (steps - 2),
+                  "%s: generated %lld, drafted %lld, accepted %lld", cases[c].opts, gen, dr, ac);
+    }
+}

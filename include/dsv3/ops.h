@@ -124,9 +124,9 @@ static inline float dsv3_exp_fixed(float x) {
 }
 /* SiLU (spec §3.8): z * sigmoid(z) as z / (1 + e^-z) */
 static inline float dsv3_silu(float z) { return z / (1.0f + dsv3_exp_fixed(-z)); }
-/* a[i] = silu(a[i]) * b[i] for i < n (the SwiGLU of gate a and up b), vectorised; the bits of the scalar
- * dsv3_silu(a[i]) * b[i] for every i (src/ops/cpu/activation.c). */
-void dsv3_swiglu(float *a, const float *b, int64_t n);
+/* out[i] = silu(gate[i]) * up[i] for i < n (out may be gate), vectorised; the bits of the scalar
+ * dsv3_silu(gate[i]) * up[i] for every i (src/ops/cpu/activation.c). */
+void dsv3_swiglu(float *out, const float *gate, const float *up, int64_t n);
 static inline float dsv3_sigmoid(float z) { return 1.0f / (1.0f + expf(-z)); }
 
 #endif

@@ -11,7 +11,7 @@ static void swiglu(dsv3_model *m, const dsv3_ffn *f, const float *in, int64_t n,
     int64_t I = f->gate.rows;
     m->be->matmul(ws->ffn_a, in, n, &f->gate);
     m->be->matmul(ws->ffn_b, in, n, &f->up);
-    dsv3_swiglu(ws->ffn_a, ws->ffn_b, n * I);
+    dsv3_swiglu(ws->ffn_a, ws->ffn_a, ws->ffn_b, n * I);
     m->be->matmul(out, ws->ffn_a, n, &f->down);
 }
 
@@ -173,7 +173,7 @@ static void moe_tokens_parallel(dsv3_model *m, const dsv3_layer *L, float *x, in
                 for (int64_t i = 0; i < cnt; i++) memcpy(in + i * H, ws->hn + row_tok[r0 + i] * H, sizeof(float) * H);
                 be->matmul_rows(ga, I, in, cnt, &f->gate, 0, I);
                 be->matmul_rows(ub, I, in, cnt, &f->up, 0, I);
-                dsv3_swiglu(ga, ub, cnt * I);
+                dsv3_swiglu(ga, ga, ub, cnt * I);
                 be->matmul_rows(out + r0 * H, H, ga, cnt, &f->down, 0, H);
             }
 #pragma omp for schedule(static)
@@ -255,7 +255,7 @@ static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t
         }
         { /* the SwiGLU, a slice per thread (elementwise: any split gives the same values) */
             const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num(), i0 = G * id / nt, i1 = G * (id + 1) / nt;
-            dsv3_swiglu(ga + i0, ub + i0, i1 - i0);
+            dsv3_swiglu(ga + i0, ga + i0, ub + i0, i1 - i0);
         }
 #pragma omp barrier
 #pragma omp for schedule(static)

@@ -31,8 +31,7 @@ static void swiglu_fwd(const tffn *f, const float *in, int64_t n, float *a, floa
     int64_t I = f->gate->shape[0];
     t_mm(a, in, n, f->gate);
     t_mm(b, in, n, f->up);
-    memcpy(h, a, sizeof(float) * (size_t)(n * I));
-    dsv3_swiglu(h, b, n * I); /* h = silu(a) * b, a kept for the backward */
+    dsv3_swiglu(h, a, b, n * I); /* a kept for the backward */
     t_mm(out, h, n, f->down);
 }
 

@@ -92,8 +92,9 @@ TEST(kernel_rmsnorm_softmax) {
 }
 
 /* The scalar loop dsv3_swiglu must equal bit for bit (its file is compiled to vectorise). */
-__attribute__((noinline, optimize("no-tree-vectorize"))) static void swiglu_scalar(float *a, const float *b, int64_t n) {
-    for (int64_t i = 0; i < n; i++) a[i] = dsv3_silu(a[i]) * b[i];
+__attribute__((noinline, optimize("no-tree-vectorize"))) static void swiglu_scalar(float *out, const float *a, const float *b,
+                                                                                    int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = dsv3_silu(a[i]) * b[i];
 }
 
 static int same_bits(float x, float y) { return (x != x && y != y) || !memcmp(&x, &y, sizeof x); }
@@ -114,11 +115,17 @@ TEST(kernel_swiglu_matches_scalar) {
         memcpy(r, a, sizeof(float) * N);
         float *c = malloc(sizeof(float) * N);
         memcpy(c, a, sizeof(float) * N);
-        dsv3_swiglu(c + off, b + off, n);
-        swiglu_scalar(r + off, b + off, n);
+        dsv3_swiglu(c + off, c + off, b + off, n); /* in place, as the model calls it */
+        swiglu_scalar(r + off, r + off, b + off, n);
         int bad = 0;
         for (int64_t i = 0; i < N; i++) bad += !same_bits(c[i], r[i]);
         CHECK_MSG(bad == 0, "offset %d: %d values differ from the scalar loop", off, bad);
+        float *o = malloc(sizeof(float) * N); /* out of place, as training calls it: the same values */
+        dsv3_swiglu(o, a + off, b + off, n);
+        bad = 0;
+        for (int64_t i = 0; i < n; i++) bad += !same_bits(o[i], r[off + i]);
+        CHECK_MSG(bad == 0, "offset %d, out of place: %d values differ", off, bad);
+        free(o);
         free(c);
     }
     /* the values: silu(z) = z / (1 + e^-z) */

@@ -4,6 +4,6 @@
  * may be raised, and nothing here reads them. tests/ops/test_kernels.c compares with a scalar loop. */
 #include "dsv3/ops.h"
 
-void dsv3_swiglu(float *a, const float *b, int64_t n) {
-    for (int64_t i = 0; i < n; i++) a[i] = dsv3_silu(a[i]) * b[i];
+void dsv3_swiglu(float *out, const float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = dsv3_silu(gate[i]) * up[i];
 }

@@ -114,40 +114,39 @@ int main(int argc, char **argv) {
     (void)read_gbs(&view, &sink);
     printf("tensor %s: %s [%lld, %lld], %.1f MB, %ld token(s), %d thread(s)\n", name, dsv3_dtype_name(W.dtype),
            (long long)W.rows, (long long)W.cols, (double)tv->nbytes / 1e6, T, nthreads);
-    if (warm) { /* the weights stay where the warm-up left them */
-        double *ms = ratio;
+    if (warm) { /* the weights stay where the warm-up left them; ratio[] holds each round's ms */
         for (long r = 0; r < rounds; r++) {
             const int reps = 20;
             const double t0 = dsv3_now_s();
             for (int k = 0; k < reps; k++) be->matmul(y, x, T, &W);
-            ms[r] = (dsv3_now_s() - t0) * 1e3 / reps;
+            ratio[r] = (dsv3_now_s() - t0) * 1e3 / reps;
         }
-        const double med = dsv3_median(ms, (int)rounds), gmac = (double)T * (double)W.rows * (double)W.cols / med / 1e6;
+        const double med = dsv3_median(ratio, (int)rounds), gmac = (double)T * (double)W.rows * (double)W.cols / med / 1e6;
         printf("warm matmul   %.4f ms median of %ld rounds of 20, %.2f G multiply-adds/s\n", med, rounds, gmac);
         printf("{\"bench\":\"gemv_warm\",\"tensor\":\"%s\",\"dtype\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"tokens\":%ld,"
                "\"threads\":%d,\"rounds\":%ld,\"median_ms\":%.5f,\"gmac_s\":%.3f}\n",
                name, dsv3_dtype_name(W.dtype), (long long)W.rows, (long long)W.cols, T, nthreads, rounds, med, gmac);
-        rounds = 0;
-    }
-    for (long r = 0; r < rounds; r++) {
-        const double rd = read_gbs(&view, &sink);
-        double best = 1e30;
-        for (int k = 0; k < 3; k++) {
-            double t0 = dsv3_now_s();
-            be->matmul(y, x, T, &W);
-            double dt = dsv3_now_s() - t0;
-            best = dt < best ? dt : best;
+    } else {
+        for (long r = 0; r < rounds; r++) {
+            const double rd = read_gbs(&view, &sink);
+            double best = 1e30;
+            for (int k = 0; k < 3; k++) {
+                double t0 = dsv3_now_s();
+                be->matmul(y, x, T, &W);
+                double dt = dsv3_now_s() - t0;
+                best = dt < best ? dt : best;
+            }
+            const double mm = (double)tv->nbytes / 1e9 / best;
+            ratio[r] = mm / rd;
+            printf("round %ld: read %.1f GB/s, matmul %.1f GB/s (%.3f ms), ratio %.3f\n", r + 1, rd, mm, best * 1e3, ratio[r]);
         }
-        const double mm = (double)tv->nbytes / 1e9 / best;
-        ratio[r] = mm / rd;
-        printf("round %ld: read %.1f GB/s, matmul %.1f GB/s (%.3f ms), ratio %.3f\n", r + 1, rd, mm, best * 1e3, ratio[r]);
+        const double med = dsv3_median(ratio, (int)rounds);
+        printf("median ratio   %.3f (matmul GB/s / read GB/s of the same bytes)\n", med);
+        printf("{\"bench\":\"gemv\",\"tensor\":\"%s\",\"dtype\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"tokens\":%ld,\"threads\":%d,"
+               "\"rounds\":%ld,\"median_ratio\":%.4f,\"checksum\":%.6g}\n",
+               name, dsv3_dtype_name(W.dtype), (long long)W.rows, (long long)W.cols, T, nthreads, rounds, med,
+               (double)y[0] + (double)y[T * W.rows - 1]);
     }
-    const double med = rounds ? dsv3_median(ratio, (int)rounds) : 0;
-    if (rounds) printf("median ratio   %.3f (matmul GB/s / read GB/s of the same bytes)\n", med);
-    if (rounds) printf("{\"bench\":\"gemv\",\"tensor\":\"%s\",\"dtype\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"tokens\":%ld,\"threads\":%d,"
-           "\"rounds\":%ld,\"median_ratio\":%.4f,\"checksum\":%.6g}\n",
-           name, dsv3_dtype_name(W.dtype), (long long)W.rows, (long long)W.cols, T, nthreads, rounds, med,
-           (double)y[0] + (double)y[T * W.rows - 1]);
     if (sink == 1.5) printf("\n"); /* keeps the reads (the bytes of FP8 weights read as floats may sum to NaN) */
     free(x);
     free(y);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "dsv3/config.h"
+#include "dsv3/dtype.h"
 #include "dsv3/status.h"
 
 typedef struct dsv3_model dsv3_model;
@@ -44,8 +45,18 @@ int64_t dsv3_kv_cache_mtp_len(const dsv3_kv_cache *c); /* rows in the MTP cache 
 int64_t dsv3_kv_cache_capacity(const dsv3_kv_cache *c);
 /* Drops cached tokens at positions >= len (rollback); same for the MTP rows. */
 void dsv3_kv_cache_truncate(dsv3_kv_cache *c, int64_t len, int64_t mtp_len);
-/* Bytes of cache per token (all main layers + MTP), f32 storage. */
+/* Bytes of cache per token (all main layers + MTP) of the caches dsv3_kv_cache_new makes now. */
 int64_t dsv3_kv_cache_bytes_per_token(const dsv3_model *m);
+/* Storage of a cache: DSV3_F32 or DSV3_BF16. */
+dsv3_dtype dsv3_kv_cache_dtype(const dsv3_kv_cache *c);
+/* Storage of the caches made from now on: DSV3_F32 (the default: the values as computed) or DSV3_BF16
+ * (half the memory; each cached value rounded to BF16, nearest even, as DeepSeek's reference and vLLM
+ * keep it). Either way a token's logits do not depend on the batch: prefill, decode, MTP verification and
+ * continuous batches all attend over the cache as stored. Caches of both kinds may share one batch. */
+dsv3_status dsv3_model_set_kv_dtype(dsv3_model *m, dsv3_dtype dt, dsv3_error *err);
+dsv3_dtype dsv3_model_kv_dtype(const dsv3_model *m);
+/* "f32" / "bf16" (or upper case) -> dtype; -1 if neither. */
+int dsv3_kv_dtype_parse(const char *s, dsv3_dtype *out);
 
 /* One sequence's share of a batched forward call: n new tokens appended to
  * cache at positions len(cache) .. len(cache)+n-1. */

@@ -36,6 +36,7 @@ dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_erro
         n_tok * (c->n_routed_experts > 0 ? c->n_routed_experts : 1), /* router logits */
         (int64_t)nthreads * (c->qk_nope_head_dim + c->v_head_dim) * kvl, /* kvb: per-thread kv_b head rows */
         (int64_t)nthreads * dsv3_mla_scratch_per_thread(c), /* MLA scratch */
+        (int64_t)nthreads * DSV3_MLA_CHUNK * row,  /* mla_keys: a chunk of a BF16 cache, widened */
         n_tok * H, n_tok * H,                  /* moe_in, moe_out */
         dsv3_moe_token_scratch(c),             /* moe_a: one-token MoE (moe.c) */
         2 * DSV3_MLA_TOKEN_BLOCK * nh * (kvl + 2), /* mla_tok */
@@ -64,7 +65,7 @@ dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_erro
     free(ws->base);
     ws->base = base;
     float **ptrs[] = {&ws->x, &ws->hn, &ws->qa, &ws->q, &ws->kv, &ws->attn, &ws->proj, &ws->ffn_a, &ws->ffn_b,
-                      &ws->router_logits, &ws->kvb, &ws->head_scratch, &ws->moe_in, &ws->moe_out, &ws->moe_a, &ws->mla_tok,
+                      &ws->router_logits, &ws->kvb, &ws->head_scratch, &ws->mla_keys, &ws->moe_in, &ws->moe_out, &ws->moe_a, &ws->mla_tok,
                       (float **)&ws->route_idx, &ws->route_w, (float **)&ws->tok_list, &ws->tok_w,
                       (float **)&ws->pos, (float **)&ws->item_of, &ws->moe_par};
     float *p = base;

@@ -545,9 +545,17 @@ typedef struct {
  * exactly); the SIMD copies (attn_exp16 here, mla_avx2.c attn_exp8) compute the same bits lane for lane. */
 static inline float attn_exp(float x) { return dsv3_exp_fixed(x); }
 
-static inline const float *token_keys(const mla_attn *a, int64_t t) {
+/* Cache rows [s0, s0 + ns) of token t (ns <= ATTN_CHUNK) as f32 rows a->row apart: the cache itself when
+ * it stores f32, else this thread's buffer with the BF16 rows widened (exact: every kernel reads the
+ * stored values, whichever schedule or batch it runs in). */
+static const float *chunk_keys(const mla_attn *a, int64_t t, int64_t s0, int64_t ns) {
     const dsv3_kv_cache *kc = a->caches[a->ws->item_of[t]];
-    return kc->data + a->cache_layer * kc->cap * a->row;
+    const int64_t off = kv_cache_off(kc, a->cache_layer, s0);
+    if (kc->dtype == DSV3_F32) return (const float *)kc->data + off;
+    float *buf = a->ws->mla_keys + (int64_t)omp_get_thread_num() * ATTN_CHUNK * a->row;
+    const uint16_t *src = (const uint16_t *)kc->data + off;
+    for (int64_t i = 0, n = ns * a->row; i < n; i++) buf[i] = dsv3_bf16_to_f32(src[i]);
+    return buf;
 }
 
 /* Rows [r0, r0 + nr) of head h's block of kv_b_proj (W_UK: rows 0..nope-1, W_UV: nope..nope+vd-1) in
@@ -641,13 +649,13 @@ static void group_query_lane(const mla_attn *a, int64_t t, int64_t h0, int64_t G
             for (int64_t u = gh; u < HL; u++) qt[j * HL + u] = 0.0f;
 }
 
-/* Scores of cache rows [s0, s0 + ns) for the group: sc[g * ld + s - s0] = σ [q~ ; q_R]_h · cache_s for
+/* Scores of cache rows [s0, s0 + ns) (keys: their f32 rows) for the group: sc[g * ld + s - s0] = σ [q~ ; q_R]_h · cache_s for
  * head h = h0 + g, g < gh. Each tile of 16 rows is read once for all heads of the group. Causal: the caller
  * passes rows below pos + 1 only (spec §3.6, mask p_s <= p_t). */
-static void group_scores(const mla_attn *a, int64_t t, int64_t h0, int64_t G, const float *qt, int64_t s0, int64_t ns,
-                         float *sc, int64_t ld) {
+static void group_scores(const mla_attn *a, const float *keys, int64_t h0, int64_t G, const float *qt, int64_t s0,
+                         int64_t ns, float *sc, int64_t ld) {
     const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, row = a->row;
-    const float *keys = token_keys(a, t);
+    keys -= s0 * row; /* keys: the rows from s0 on */
     float tile[ROW_TILE * 16];
     /* a speed choice only: the kernels give the same bits (the golden test compares the ISA paths) */
     const int simd = MLA_SIMD();
@@ -688,7 +696,7 @@ void dsv3_mla_softmax_chunk(float *p, int64_t ns, float *m_out, float *l_out) { 
 static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, const float *qt, int64_t s0, int64_t ns,
                          float *sc, float *out) {
     const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, row = a->row, kvl = a->kvl, ost = kvl + 2;
-    const float *keys = token_keys(a, t) + s0 * row;
+    const float *keys = chunk_keys(a, t, s0, ns);
     const int simd = MLA_SIMD(), avx2 = MLA_AVX2(); /* same bits, faster */
     int64_t pst = ATTN_CHUNK, pss = 1; /* head g's probability of key s: sc[g * pst + s * pss] */
     if (avx2) { /* heads as lanes throughout: sc [s][HL] (mla_avx2.c) */
@@ -718,7 +726,7 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     } else
 #endif
     {
-        group_scores(a, t, h0, G, qt, s0, ns, sc, ATTN_CHUNK);
+        group_scores(a, keys, h0, G, qt, s0, ns, sc, ATTN_CHUNK);
         for (int64_t g = 0; g < gh; g++) {
             float *p = sc + g * ATTN_CHUNK, *m = out + g * ost + kvl, *l = m + 1;
 #ifdef HAVE_SCORES_ROWS_AVX512
@@ -773,10 +781,13 @@ static void kv_to_cache(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer,
     const int64_t kvl = c->kv_lora_rank, rd = c->qk_rope_head_dim, row = kvl + rd;
     m->be->matmul(ws->kv, ws->hn, n, &L->kv_a);
     for (int64_t t = 0; t < n; t++) {
-        float *dst = kv_cache_row(caches[ws->item_of[t]], cache_layer, ws->pos[t]);
-        const float *src = ws->kv + t * row;
+        dsv3_kv_cache *kc = caches[ws->item_of[t]];
+        const int64_t off = kv_cache_off(kc, cache_layer, ws->pos[t]);
+        float *src = ws->kv + t * row, *dst = kc->dtype == DSV3_F32 ? (float *)kc->data + off : src;
         dsv3_rmsnorm(dst, src, L->kv_a_norm, kvl, (float)c->rms_norm_eps);
         rope_apply(dst + kvl, src + kvl, rd, ws->pos[t], m->rope_freqs, m->rope_attn_factor);
+        if (kc->dtype == DSV3_BF16) /* the row computed in place, stored rounded (nearest even) */
+            for (int64_t j = 0; j < row; j++) ((uint16_t *)kc->data)[off + j] = dsv3_f32_to_bf16(dst[j]);
     }
 }
 

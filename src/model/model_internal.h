@@ -41,6 +41,7 @@ typedef struct {
     float *x, *hn, *qa, *q, *kv, *attn, *proj, *ffn_a, *ffn_b, *router_logits;
     float *kvb;                          /* per thread: one head's kv_b_proj rows [nope+v][kv_lora] (mla.c) */
     float *head_scratch;                 /* per thread: dsv3_mla_scratch_per_thread(cfg) floats */
+    float *mla_keys;                     /* per thread: DSV3_MLA_CHUNK cache rows widened from BF16 */
     float *moe_in, *moe_out;
     float *moe_a;                        /* dsv3_moe_token_scratch(cfg) floats */
     float *moe_par;                      /* moe_par_tok x dsv3_moe_par_per_token + 2 (E + 1) floats */
@@ -56,7 +57,8 @@ typedef struct {
 
 struct dsv3_kv_cache {
     int64_t cap, len, mtp_len, row, n_main, n_mtp;
-    float *data;                         /* [(n_main + n_mtp), cap, row] */
+    dsv3_dtype dtype;                    /* DSV3_F32 or DSV3_BF16 (dsv3_model_set_kv_dtype) */
+    void *data;                          /* [(n_main + n_mtp), cap, row] of dtype */
 };
 
 struct dsv3_model {
@@ -69,6 +71,7 @@ struct dsv3_model {
     int has_mtp;                         /* n_mtp > 0 */
     int64_t mtp_draft_vocab;             /* dsv3_mtp_forward_last logits: ids [0, this); 0 = all */
     int64_t moe_block_max;               /* cap of ws.moe_par_tok (dsv3_model_set_moe_block); 0 = none */
+    dsv3_dtype kv_dtype;                 /* storage of the caches made from now on (dsv3_model_set_kv_dtype) */
     int n_mtp;                           /* MTP modules (depths) loaded; inference drafts with mtp[0] */
     dsv3_mtp_module mtp[DSV3_MAX_MTP];
     float *rope_freqs;                   /* [rope_dim/2] YaRN-corrected */
@@ -79,8 +82,9 @@ struct dsv3_model {
     size_t n_allocs, cap_allocs;
 };
 
-static inline float *kv_cache_row(dsv3_kv_cache *c, int64_t layer, int64_t pos) {
-    return c->data + (layer * c->cap + pos) * c->row;
+/* Element offset of the row of (layer, pos): f32 data for DSV3_F32, uint16 BF16 data for DSV3_BF16. */
+static inline int64_t kv_cache_off(const dsv3_kv_cache *c, int64_t layer, int64_t pos) {
+    return (layer * c->cap + pos) * c->row;
 }
 
 /* forward pieces */

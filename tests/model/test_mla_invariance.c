@@ -384,3 +384,64 @@ TEST(moe_expert_parallel_prefill_same_bits) {
     moe_expert_parallel(m, "no shared experts");
     dsv3_model_free(m);
 }
+
+/* A BF16 KV cache (dsv3_model_set_kv_dtype): every schedule attends over the stored (rounded) values, so
+ * prefill and decode (1..MAX_NT threads; 300 tokens: the split schedule with 2+) agree bitwise, and so do
+ * the ISA paths. */
+TEST(mla_bf16_cache_prefill_equals_decode) {
+    dsv3_model *m = mla16_model();
+    if (!m) return;
+    dsv3_error err = {0};
+    CHECK(dsv3_model_set_kv_dtype(m, DSV3_BF16, &err) == DSV3_OK);
+    prefill_equals_decode(m, 300, "BF16 cache, 16 heads, 300 tokens");
+    isa_paths_bitwise(m, "BF16 cache, 16 heads");
+    dsv3_model_free(m);
+}
+
+TEST(mla_bf16_cache_isa_paths_bitwise_4_heads_odd_latent) {
+    dsv3_model *m = config_model("mla4-203", 4, -1, 203);
+    if (!m) return;
+    dsv3_error err = {0};
+    CHECK(dsv3_model_set_kv_dtype(m, DSV3_BF16, &err) == DSV3_OK);
+    isa_paths_bitwise(m, "BF16 cache, 4 heads, kv_lora_rank 203");
+    prefill_equals_decode(m, 70, "BF16 cache, 4 heads, 70 tokens");
+    dsv3_model_free(m);
+}
+
+/* One batch holding an F32-cache sequence and a BF16-cache one: each row's logits equal those of its
+ * sequence run alone with its cache. */
+TEST(mla_mixed_cache_dtypes_in_one_batch) {
+    dsv3_model *m = mla16_model();
+    if (!m) return;
+    const int64_t V = dsv3_model_config(m)->vocab_size, np = 70;
+    int32_t a[70], b[70];
+    for (int64_t i = 0; i < np; i++) {
+        a[i] = (int32_t)((i * 7919 + 13) % V);
+        b[i] = (int32_t)((i * 104729 + 3) % V);
+    }
+    float *alone = malloc(sizeof(float) * (size_t)(2 * np * V)), *both = malloc(sizeof(float) * (size_t)(2 * np * V));
+    dsv3_kv_cache *kc[4] = {NULL, NULL, NULL, NULL};
+    dsv3_error err = {0};
+    int ok = alone && both;
+    for (int k = 0; k < 4 && ok; k++) { /* 0, 2: F32; 1, 3: BF16 */
+        ok = dsv3_model_set_kv_dtype(m, k & 1 ? DSV3_BF16 : DSV3_F32, &err) == DSV3_OK &&
+             dsv3_kv_cache_new(m, np, &kc[k], &err) == DSV3_OK;
+        if (ok) CHECK(dsv3_kv_cache_dtype(kc[k]) == (k & 1 ? DSV3_BF16 : DSV3_F32));
+    }
+    for (int k = 0; k < 2 && ok; k++) {
+        dsv3_batch_item it = {kc[k], k ? b : a, np};
+        dsv3_forward_out out = {.logits = alone + k * np * V};
+        ok = dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK;
+    }
+    if (ok) {
+        dsv3_batch_item its[2] = {{kc[2], a, np}, {kc[3], b, np}};
+        dsv3_forward_out out = {.logits = both};
+        ok = dsv3_forward(m, its, 2, &out, &err) == DSV3_OK;
+    }
+    if (!ok) test_fail_at(__FILE__, __LINE__, "%s", err.msg);
+    else CHECK_MSG(!memcmp(alone, both, sizeof(float) * (size_t)(2 * np * V)), "batched logits differ from the sequences alone");
+    for (int k = 0; k < 4; k++) dsv3_kv_cache_free(kc[k]);
+    free(alone);
+    free(both);
+    dsv3_model_free(m);
+}

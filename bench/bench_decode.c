@@ -89,14 +89,15 @@ static double weight_bytes_per_token(const dsv3_checkpoint *ck, const dsv3_confi
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_decode --model DIR [--ctx N[,N...]] [--gen N] [-t threads] [--repeat R] [--seed S]\n"
-               "                    [--membw-mib M]\n"
+               "                    [--membw-mib M] [--kv-dtype f32|bf16]\n"
                "  --ctx N,...    context lengths to decode at: the largest is prefilled, the others are\n"
                "                 truncations of it (default 32; --prompt N is the same as --ctx N)\n"
                "  --gen N        tokens to decode one at a time per context (default 64)\n"
                "  -t N           threads (default: all cores)\n"
                "  --repeat R     runs; speeds are medians over them (default 1)\n"
                "  --seed S       seed of the random prompt (default 1)\n"
-               "  --membw-mib M  buffer of the read-bandwidth measurement (default 1024; 0 = skip)\n");
+               "  --membw-mib M  buffer of the read-bandwidth measurement (default 1024; 0 = skip)\n"
+               "  --kv-dtype T   KV cache storage: f32 (default) or bf16 (half the bytes)\n");
 }
 /* Writes s as a JSON string body (escapes quotes, backslashes, control chars). */
 static void json_str(FILE *f, const char *s) {
@@ -109,7 +110,7 @@ static void json_str(FILE *f, const char *s) {
 }
 
 int main(int argc, char **argv) {
-    const char *model_dir = NULL;
+    const char *model_dir = NULL, *kv_dtype_s = "f32";
     long ctx[MAX_CTX] = {32}, n_gen = 64, threads = 0, repeat = 1, seed = 1, membw_mib = 1024;
     int n_ctx = 1;
     for (int i = 1; i < argc; i++) {
@@ -124,6 +125,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--repeat")) bad = bench_parse_long(v, 1, 1000, &repeat);
         else if (!strcmp(a, "--seed")) bad = bench_parse_long(v, 0, INT32_MAX, &seed);
         else if (!strcmp(a, "--membw-mib")) bad = bench_parse_long(v, 0, 1 << 20, &membw_mib);
+        else if (!strcmp(a, "--kv-dtype")) bad = dsv3_kv_dtype_parse(kv_dtype_s = v, &(dsv3_dtype){0}) != 0;
         else bad = 1;
         if (bad) {
             fprintf(stderr, "bench_decode: bad or incomplete argument '%s'\n", a);
@@ -146,6 +148,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     double load_s = dsv3_now_s() - t0;
+    dsv3_dtype kv_dtype = DSV3_F32;
+    dsv3_kv_dtype_parse(kv_dtype_s, &kv_dtype);
+    if (dsv3_model_set_kv_dtype(m, kv_dtype, &err)) {
+        fprintf(stderr, "bench_decode: %s\n", err.msg);
+        dsv3_model_free(m);
+        return 1;
+    }
     const dsv3_config *c = dsv3_model_config(m);
     const int64_t V = c->vocab_size;
     if (dsv3_ckpt_open(model_dir, &ck, &err)) {
@@ -155,8 +164,9 @@ int main(int argc, char **argv) {
     }
     const double wbytes = weight_bytes_per_token(ck, c);
     dsv3_ckpt_close(ck);
-    /* cache rows one decode step reads per layer: [c_KV ; k_R] f32 for every cached token */
-    const double kv_row_bytes = (double)c->num_hidden_layers * (double)(c->kv_lora_rank + c->qk_rope_head_dim) * 4.0;
+    /* cache rows one decode step reads per layer: [c_KV ; k_R] for every cached token */
+    const double kv_row_bytes = (double)c->num_hidden_layers * (double)(c->kv_lora_rank + c->qk_rope_head_dim) *
+                                (double)dsv3_dtype_size(kv_dtype);
 
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)n_prompt), *gen = malloc(sizeof(int32_t) * (size_t)(n_gen + 1));
     float *logits = malloc(sizeof(float) * (size_t)V);
@@ -243,6 +253,7 @@ int main(int argc, char **argv) {
         printf("model          %s (%lld layers, hidden %lld, vocab %lld, %s weights)\n", model_dir,
                (long long)c->num_hidden_layers, (long long)c->hidden_size, (long long)V, c->fp8 ? "fp8" : "bf16/f32");
         printf("threads        %d\n", nthreads);
+        printf("kv cache       %s\n", dsv3_dtype_name(kv_dtype));
         printf("load           %.3f s\n", load_s);
         printf("prefill        %ld tokens: %.1f tok/s (median of %ld)\n", n_prompt, pf_med, repeat);
         printf("weights/token  %.1f MB read per decoded token (dense + attention + lm_head + K/E of the experts)\n",
@@ -263,10 +274,10 @@ int main(int argc, char **argv) {
         double gbs_l = wbytes * dec_med[L] / 1e9;
         printf("{\"bench\":\"decode\",\"model\":\"");
         json_str(stdout, model_dir);
-        printf("\",\"fp8\":%s,\"threads\":%d,\"prompt\":%ld,\"gen\":%ld,\"repeat\":%ld,\"load_s\":%.4f,"
+        printf("\",\"fp8\":%s,\"kv_dtype\":\"%s\",\"threads\":%d,\"prompt\":%ld,\"gen\":%ld,\"repeat\":%ld,\"load_s\":%.4f,"
                "\"prefill_tok_s\":%.3f,\"decode_tok_s\":%.4f,\"decode_ms_per_tok\":%.4f,\"weight_bytes_per_tok\":%.0f,"
                "\"membw_gb_s\":%.3f,\"membw_best_gb_s\":%.3f,\"decode_gb_s\":%.3f,\"decode_pct_membw\":%.2f,\"by_ctx\":[",
-               c->fp8 ? "true" : "false", nthreads, n_prompt, n_gen, repeat, load_s, pf_med, dec_med[L],
+               c->fp8 ? "true" : "false", dsv3_dtype_name(kv_dtype), nthreads, n_prompt, n_gen, repeat, load_s, pf_med, dec_med[L],
                dec_med[L] > 0 ? 1000.0 / dec_med[L] : 0, wbytes, bw_med, bw_best, gbs_l, 100.0 * share_med[L]);
         for (int ci = 0; ci < n_ctx; ci++) {
             double gbs = wbytes * dec_med[ci] / 1e9, kv = kv_row_bytes * (double)ctx[ci];

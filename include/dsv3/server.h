@@ -36,6 +36,7 @@ typedef struct {
     int conn_timeout_s;        /* idle connection timeout (default 60) */
     int max_conns;             /* concurrent connections (default 256) */
     int threads;               /* compute threads (0: all cores) */
+    int kv_bf16;               /* 1: KV caches in BF16 (dsv3_model_set_kv_dtype), else F32 */
     int verbose;               /* log requests to stderr */
 } dsv3_server_opts;
 

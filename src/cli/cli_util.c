@@ -1,4 +1,5 @@
 #include "cli/cli_util.h"
+#include "dsv3/model.h"
 #include "dsv3/safetensors.h"
 
 #include <errno.h>
@@ -15,6 +16,15 @@ int cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) {
     long long v = strtoll(s, &end, 10);
     if (errno || *end || v < min || v > max) return -1;
     *out = v;
+    return 0;
+}
+
+int cli_parse_kv_dtype(const char *cmd, const char *s, dsv3_dtype *dt) {
+    *dt = DSV3_F32;
+    if (s && dsv3_kv_dtype_parse(s, dt)) {
+        fprintf(stderr, "dsv3 %s: bad --kv-dtype '%s' (want f32 or bf16)\n", cmd, s);
+        return 2;
+    }
     return 0;
 }
 

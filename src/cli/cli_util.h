@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "dsv3/dtype.h"
 #include "dsv3/status.h"
 
 /* Strict integer/float parsing: the whole string must be consumed. 0 on success. */
@@ -11,6 +12,9 @@ int cli_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 int cli_parse_f32(const char *s, float *out);
 /* Parses "1,2,3" into a malloc'd array (caller frees); 0 on success. */
 int cli_parse_ids(const char *s, int32_t **ids, int64_t *n, int64_t max_id);
+/* --kv-dtype VALUE (NULL: the default, F32) -> *dt; on a bad value prints "dsv3 <cmd>: bad --kv-dtype ..."
+ * and returns 2 (the usage-error exit code), else 0. */
+int cli_parse_kv_dtype(const char *cmd, const char *s, dsv3_dtype *dt);
 /* Applies -t N (0 = all cores). */
 void cli_set_threads(int64_t n);
 /* Prints "dsv3 <cmd>: <message>" to stderr and returns 1. */

@@ -14,9 +14,10 @@
 #include "dsv3/sampling.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: dsv3 bench --model DIR [-p 512] [-n 128] [-t THREADS] [-r 5]\n\n"
+    fprintf(f, "usage: dsv3 bench --model DIR [-p 512] [-n 128] [-t THREADS] [-r 5] [--kv-dtype f32|bf16]\n\n"
                "ppP: prefill of P random tokens into an empty cache; tgN: N greedy decode steps\n"
-               "of one token each (after a 1-token prompt). Prints mean ± stddev and the median tokens/s over -r runs.\n");
+               "of one token each (after a 1-token prompt). Prints mean ± stddev and the median tokens/s over -r runs.\n"
+               "--kv-dtype: the KV cache's storage (default f32; bf16 halves it).\n");
 }
 
 static void mean_sd(const double *v, int n, double *mean, double *sd) {
@@ -29,13 +30,13 @@ static void mean_sd(const double *v, int n, double *mean, double *sd) {
 
 
 int cmd_bench(int argc, char **argv) {
-    const char *model = NULL, *p_s = "512", *n_s = "128", *t_s = NULL, *r_s = "5";
+    const char *model = NULL, *p_s = "512", *n_s = "128", *t_s = NULL, *r_s = "5", *kvd = NULL;
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         if (cli_opt(argc, argv, &i, "--model", &model, &bad) || cli_opt(argc, argv, &i, "-p", &p_s, &bad) ||
             cli_opt(argc, argv, &i, "-n", &n_s, &bad) || cli_opt(argc, argv, &i, "-t", &t_s, &bad) ||
-            cli_opt(argc, argv, &i, "-r", &r_s, &bad))
+            cli_opt(argc, argv, &i, "-r", &r_s, &bad) || cli_opt(argc, argv, &i, "--kv-dtype", &kvd, &bad))
             continue;
         fprintf(stderr, "dsv3 bench: unknown argument '%s'\n", argv[i]);
         bad = 1;
@@ -47,11 +48,13 @@ int cmd_bench(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    dsv3_dtype kv_dtype;
+    if (cli_parse_kv_dtype("bench", kvd, &kv_dtype)) return 2;
     cli_set_threads(T);
     dsv3_error err = {0};
     dsv3_model *m = NULL;
     dsv3_checkpoint *ck = NULL;
-    if (dsv3_model_load(model, &m, &err) || dsv3_ckpt_open(model, &ck, &err)) {
+    if (dsv3_model_load(model, &m, &err) || dsv3_model_set_kv_dtype(m, kv_dtype, &err) || dsv3_ckpt_open(model, &ck, &err)) {
         dsv3_model_free(m);
         return cli_error("bench", &err);
     }
@@ -106,7 +109,7 @@ int cmd_bench(int argc, char **argv) {
     }
     const char *name = strrchr(model, '/');
     name = name && name[1] ? name + 1 : model;
-    printf("| model | size | params | bits/w | threads | test | t/s | median t/s |\n|---|---|---|---|---|---|---|---|\n");
+    printf("| model | size | params | bits/w | threads | test | t/s | median t/s | kv |\n|---|---|---|---|---|---|---|---|---|\n");
     double mean, sd;
     const char *tests[2] = {"pp", "tg"};
     int64_t counts[2] = {P, N};
@@ -115,9 +118,9 @@ int cmd_bench(int argc, char **argv) {
         if (counts[k] <= 0) continue;
         mean_sd(vals[k], (int)R, &mean, &sd);
         double med = dsv3_median(vals[k], (int)R);
-        printf("| %s | %.2f MiB | %.2f M | %.2f | %d | %s%lld | %.2f ± %.2f | %.2f |\n", name, bytes / 1048576.0,
+        printf("| %s | %.2f MiB | %.2f M | %.2f | %d | %s%lld | %.2f ± %.2f | %.2f | %s |\n", name, bytes / 1048576.0,
                weights / 1e6, weights > 0 ? bytes * 8 / weights : 0.0, omp_get_max_threads(), tests[k], (long long)counts[k],
-               mean, sd, med);
+               mean, sd, med, kv_dtype == DSV3_BF16 ? "bf16" : "f32");
     }
     rc = 0;
 done:

@@ -28,6 +28,8 @@ static void usage(FILE *f) {
                "  --top-p P       nucleus threshold in (0,1] (default 0.95)\n"
                "  --top-k K       0 = off (default 0)\n"
                "  --seed S        RNG seed (default 0)\n"
+               "  --kv-dtype T    KV cache storage: f32 (default) or bf16: half the memory per token of\n"
+               "                  context, each cached value rounded to BF16 (as DeepSeek's reference keeps it)\n"
                "  -t N            threads (default: all cores)\n");
 }
 
@@ -182,7 +184,7 @@ static char *answer(chat_state *cs, const int32_t *ids, int64_t n, dsv3_error *e
 
 int cmd_chat(int argc, char **argv) {
     const char *model_dir = NULL, *tok_dir = NULL, *system_prompt = NULL, *n_s = "1024", *ctx_s = NULL, *temp_s = "0.7",
-               *top_p_s = "0.95", *top_k_s = "0", *seed_s = "0", *threads = NULL;
+               *top_p_s = "0.95", *top_k_s = "0", *seed_s = "0", *threads = NULL, *kvd = NULL;
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
@@ -190,7 +192,8 @@ int cmd_chat(int argc, char **argv) {
             cli_opt(argc, argv, &i, "--system", &system_prompt, &bad) || cli_opt(argc, argv, &i, "-n", &n_s, &bad) ||
             cli_opt(argc, argv, &i, "--ctx", &ctx_s, &bad) || cli_opt(argc, argv, &i, "--temp", &temp_s, &bad) ||
             cli_opt(argc, argv, &i, "--top-p", &top_p_s, &bad) || cli_opt(argc, argv, &i, "--top-k", &top_k_s, &bad) ||
-            cli_opt(argc, argv, &i, "--seed", &seed_s, &bad) || cli_opt(argc, argv, &i, "-t", &threads, &bad))
+            cli_opt(argc, argv, &i, "--seed", &seed_s, &bad) || cli_opt(argc, argv, &i, "-t", &threads, &bad) ||
+            cli_opt(argc, argv, &i, "--kv-dtype", &kvd, &bad))
             continue;
         fprintf(stderr, "dsv3 chat: unknown argument '%s'\n", argv[i]);
         bad = 1;
@@ -210,13 +213,16 @@ int cmd_chat(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    dsv3_dtype kv_dtype;
+    if (cli_parse_kv_dtype("chat", kvd, &kv_dtype)) return 2;
     cli_set_threads(nthreads);
     dsv3_error err = {0};
     chat_state cs = {0};
     history h = {0};
     dsv3_ids ids = {0};
     int rc = 1, have_smp = 0;
-    if (dsv3_model_load(model_dir, &cs.m, &err) || dsv3_tokenizer_load(tok_dir ? tok_dir : model_dir, &cs.tok, &err)) goto done;
+    if (dsv3_model_load(model_dir, &cs.m, &err) || dsv3_model_set_kv_dtype(cs.m, kv_dtype, &err) ||
+        dsv3_tokenizer_load(tok_dir ? tok_dir : model_dir, &cs.tok, &err)) goto done;
     if (!dsv3_tokenizer_has_chat_template(cs.tok)) {
         dsv3_fail(&err, DSV3_ERR_UNSUPPORTED, "the tokenizer has no supported chat template");
         goto done;

@@ -35,6 +35,8 @@ static void usage(FILE *f) {
                "  --mtp-draft-vocab N  drafts choose among token ids [0, N) only: a cheaper draft head\n"
                "                  (BPE ids are roughly frequency-ranked); 0 = all ids; default: vocab / 8\n"
                "                  for vocabularies of 8192+ ids (1024 for the default model), else all\n"
+               "  --kv-dtype T    KV cache storage: f32 (default) or bf16: half the memory per token of\n"
+               "                  context, each cached value rounded to BF16 (as DeepSeek's reference keeps it)\n"
                "  --stats         print one JSON line of speed/MTP statistics to stderr\n"
                "  -t N            threads (default: all cores)\n");
 }
@@ -68,7 +70,7 @@ static int print_token(int32_t tok, void *ctx) {
 
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL, *text = NULL, *tok_dir = NULL, *n_s = "16", *temp_s = "0", *top_p_s = "1", *top_k_s = "0",
-               *seed_s = "0", *threads = NULL, *draft_vocab_s = NULL, *drafts_s = NULL;
+               *seed_s = "0", *threads = NULL, *draft_vocab_s = NULL, *drafts_s = NULL, *kvd = NULL;
     int bad = 0, ignore_eos = 0, stats = 0, chat = 0, print_ids = 0, use_mtp = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
@@ -84,7 +86,7 @@ int cmd_generate(int argc, char **argv) {
             cli_opt(argc, argv, &i, "--top-p", &top_p_s, &bad) || cli_opt(argc, argv, &i, "--top-k", &top_k_s, &bad) ||
             cli_opt(argc, argv, &i, "--seed", &seed_s, &bad) || cli_opt(argc, argv, &i, "-t", &threads, &bad) ||
             cli_opt(argc, argv, &i, "--mtp-draft-vocab", &draft_vocab_s, &bad) ||
-            cli_opt(argc, argv, &i, "--mtp-drafts", &drafts_s, &bad))
+            cli_opt(argc, argv, &i, "--mtp-drafts", &drafts_s, &bad) || cli_opt(argc, argv, &i, "--kv-dtype", &kvd, &bad))
             continue;
         fprintf(stderr, "dsv3 generate: unknown argument '%s'\n", argv[i]);
         bad = 1;
@@ -109,6 +111,8 @@ int cmd_generate(int argc, char **argv) {
         return 2;
     }
     if (drafts_s) use_mtp = 1; /* --mtp-drafts implies --mtp */
+    dsv3_dtype kv_dtype;
+    if (cli_parse_kv_dtype("generate", kvd, &kv_dtype)) return 2;
     if (use_mtp) use_mtp = (int)drafts;
     cli_set_threads(nthreads);
 
@@ -122,7 +126,7 @@ int cmd_generate(int argc, char **argv) {
     int have_stream = 0;
     int rc = 1;
     int64_t n_prompt = 0;
-    if (dsv3_model_load(model_dir, &m, &err)) goto fail;
+    if (dsv3_model_load(model_dir, &m, &err) || dsv3_model_set_kv_dtype(m, kv_dtype, &err)) goto fail;
     const dsv3_config *c = dsv3_model_config(m);
     dsv3_model_set_mtp_draft_vocab(m, draft_vocab_s ? draft_vocab : dsv3_model_mtp_draft_vocab_default(m));
     if (text) {

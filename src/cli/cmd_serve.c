@@ -19,6 +19,8 @@ static void usage(FILE *f) {
                "  --api-key KEY      require \"Authorization: Bearer KEY\" on /v1/ (or $DSV3_API_KEY)\n"
                "  --max-batch N      requests decoded together (default 8)\n"
                "  --kv-budget-mb M   KV-cache pool in MiB (default 1024); full -> new requests wait\n"
+               "  --kv-dtype T       KV cache storage: f32 (default) or bf16: twice the tokens in the same\n"
+               "                     budget, each cached value rounded to BF16 (as DeepSeek's reference keeps it)\n"
                "  --max-queue Q      waiting requests at most; more -> 429 (default 64)\n"
                "  --ctx N            context limit in tokens (default: max_position_embeddings)\n"
                "  --step-tokens N    tokens per batched forward step (prefill chunk; default 256)\n"
@@ -38,7 +40,7 @@ int cmd_serve(int argc, char **argv) {
     dsv3_server_opts_init(&o);
     o.api_key = getenv("DSV3_API_KEY");
     const char *port = NULL, *batch = NULL, *kv = NULL, *queue = NULL, *ctx = NULL, *step = NULL, *body = NULL,
-               *timeout = NULL, *conns = NULL, *threads = NULL, *defmax = NULL;
+               *timeout = NULL, *conns = NULL, *threads = NULL, *defmax = NULL, *kvd = NULL;
     int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
@@ -51,7 +53,8 @@ int cmd_serve(int argc, char **argv) {
             cli_opt(argc, argv, &i, "--timeout", &timeout, &bad) || cli_opt(argc, argv, &i, "--max-conns", &conns, &bad) ||
             cli_opt(argc, argv, &i, "--tokenizer", &o.tokenizer_dir, &bad) ||
             cli_opt(argc, argv, &i, "--default-max-tokens", &defmax, &bad) ||
-            cli_opt(argc, argv, &i, "--model-name", &o.model_name, &bad) || cli_opt(argc, argv, &i, "-t", &threads, &bad))
+            cli_opt(argc, argv, &i, "--model-name", &o.model_name, &bad) || cli_opt(argc, argv, &i, "-t", &threads, &bad) ||
+            cli_opt(argc, argv, &i, "--kv-dtype", &kvd, &bad))
             continue;
         fprintf(stderr, "dsv3 serve: unknown argument '%s'\n", argv[i]);
         bad = 1;
@@ -82,6 +85,9 @@ int cmd_serve(int argc, char **argv) {
     NUM(threads, "-t", 0, 4096, o.threads);
     NUM(defmax, "--default-max-tokens", 1, INT32_MAX, o.default_max_tokens);
 #undef NUM
+    dsv3_dtype kv_dtype;
+    if (cli_parse_kv_dtype("serve", kvd, &kv_dtype)) return 2;
+    o.kv_bf16 = kv_dtype == DSV3_BF16;
     if (o.api_key && !o.api_key[0]) o.api_key = NULL;
     /* SIGINT/SIGTERM are taken by sigwait below: block them before any thread starts */
     sigset_t sigs;

@@ -129,3 +129,25 @@ TEST(cli_generate_mtp_default_drafts) {
                   "%s: generated %lld, drafted %lld, accepted %lld", cases[c].opts, gen, dr, ac);
     }
 }
+
+/* --kv-dtype on the commands that make a KV cache: bf16 runs (the tiny fixture's greedy tokens are the
+ * F32 cache's here: BF16 rounding moves no argmax of this prompt), anything else is a usage error
+ * naming the option. */
+TEST(cli_kv_dtype_option) {
+    static char out[16384], args[4096];
+    CHECK(run("generate --help", out, sizeof out, 0) == 0 && strstr(out, "--kv-dtype"));
+    CHECK(run("chat --help", out, sizeof out, 0) == 0 && strstr(out, "--kv-dtype"));
+    CHECK(run("serve --help", out, sizeof out, 0) == 0 && strstr(out, "--kv-dtype"));
+    CHECK(run("generate --model x --prompt-ids 1 --kv-dtype fp8", out, sizeof out, 1) == 2 && strstr(out, "bad --kv-dtype 'fp8'"));
+    CHECK(run("chat --model x --kv-dtype f16", out, sizeof out, 1) == 2 && strstr(out, "bad --kv-dtype"));
+    CHECK(run("serve --model x --kv-dtype 16", out, sizeof out, 1) == 2 && strstr(out, "bad --kv-dtype"));
+    CHECK(run("bench --model x --kv-dtype q8", out, sizeof out, 1) == 2 && strstr(out, "bad --kv-dtype"));
+    if (!test_fixtures_dir()) SKIP("fixtures absent");
+    snprintf(args, sizeof args, "generate --model %s/tiny --prompt-ids 415,52,117,466,246,99,63 -n 16 -t 2 --kv-dtype bf16",
+             test_fixtures_dir());
+    CHECK(run(args, out, sizeof out, 0) == 0);
+    CHECK_MSG(!strcmp(out, "141,254,509,156,253,471,251,297,26,52,151,368,103,315,261,290\n"), "got %s", out);
+    snprintf(args, sizeof args, "bench --model %s/small -p 8 -n 4 -r 1 -t 1 --kv-dtype bf16", test_fixtures_dir());
+    CHECK(run(args, out, sizeof out, 0) == 0);
+    CHECK_MSG(strstr(out, "| tg4 |") && strstr(out, "| bf16 |"), "%s", out);
+}

@@ -482,3 +482,42 @@ TEST(server_http_slow_and_idle_clients) {
     close(idle);
     dsv3_server_stop(s);
 }
+
+/* --kv-dtype bf16: the same KV budget holds twice the tokens (320 instead of 640 bytes per token of the
+ * tiny model: 204 blocks of 16 in 1 MiB), and requests decoded together give what each gives alone. */
+TEST(server_http_bf16_kv_cache) {
+    if (!ts_tiny_dir()) SKIP("fixtures absent");
+    dsv3_server_opts o;
+    dsv3_server_opts_init(&o);
+    o.kv_budget_mb = 1;
+    o.kv_bf16 = 1;
+    dsv3_server *s = ts_start_server(ts_tiny_dir(), &o);
+    CHECK(s);
+    if (!s) return;
+    int port = dsv3_server_port(s);
+    CHECK(ts_metric(port, "dsv3_kv_cache_blocks_total") == 204);
+    enum { NQ = 3 };
+    static conc_req q[NQ], seq[NQ];
+    for (int i = 0; i < NQ; i++) {
+        q[i].port = port;
+        q[i].n = 5 + 9 * i;
+        q[i].max_tokens = 12;
+        q[i].extra = NULL;
+        for (int k = 0; k < q[i].n; k++) q[i].ids[k] = (int32_t)(2 + (k * 37 + i * 101) % 500);
+    }
+    memcpy(seq, q, sizeof q);
+    for (int i = 0; i < NQ; i++) {
+        conc_main(&seq[i]);
+        CHECK_MSG(seq[i].status == 200, "request %d: status %d", i, seq[i].status);
+    }
+    srv_sched_pause(&s->sched, 1);
+    pthread_t th[NQ];
+    for (int i = 0; i < NQ; i++) pthread_create(&th[i], NULL, conc_main, &q[i]);
+    CHECK(ts_wait_metric(port, "dsv3_running_requests", NQ, 10));
+    srv_sched_pause(&s->sched, 0);
+    for (int i = 0; i < NQ; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < NQ; i++)
+        CHECK_MSG(q[i].status == 200 && !strcmp(q[i].out, seq[i].out), "request %d: together %s vs alone %s", i, q[i].out,
+                  seq[i].out);
+    dsv3_server_stop(s);
+}

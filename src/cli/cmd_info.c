@@ -70,8 +70,9 @@ int cmd_info(int argc, char **argv) {
 
     int64_t row = c.kv_lora_rank + c.qk_rope_head_dim, layers = c.num_hidden_layers;
     printf("KV cache per token (compressed MLA, %lld values per layer):\n", (long long)row);
-    printf("  main model: %lld bytes BF16, %lld bytes F32 (as stored by dsv3); MTP layer adds %lld bytes F32\n",
-           (long long)(row * layers * 2), (long long)(row * layers * 4), (long long)(row * 4));
+    printf("  main model: %lld bytes F32 (dsv3's default), %lld bytes BF16 (--kv-dtype bf16); the MTP layer adds\n"
+           "  %lld / %lld bytes\n",
+           (long long)(row * layers * 4), (long long)(row * layers * 2), (long long)(row * 4), (long long)(row * 2));
 
     /* checkpoint bytes per dtype, when weights are present */
     dsv3_checkpoint *ck = NULL;

@@ -5,7 +5,7 @@
 # bench-1b-fp8 with a BF16 lm_head as DeepSeek-V3 ships it, bench-1b-fp8all with lm_head in FP8 too;
 # ../shared/bench/bench-1b.json, seed 0; ~4 GB, ~1 min), then runs: bench_membw and bench_fma (the machine
 # of the moment), `dsv3 bench -p 512 -n 128` per model, bench_membw again, bench_decode at 64 and 4096
-# tokens of context, bench_mtp (greedy, 1-3 drafts) at -t 1 and -t THREADS, bench_mtp --costs. Prints every
+# tokens of context (F32 and BF16 KV cache), bench_mtp (greedy, 1-3 drafts) at -t 1 and -t THREADS, bench_mtp --costs. Prints every
 # tool's own output, then a summary. Medians of REPEAT runs throughout. Shared machines' bandwidth and
 # FMA throughput move by up to 2x within minutes: compare numbers of one run, and rerun before
 # concluding anything from a single one.
@@ -45,6 +45,7 @@ run "$B/bench_fma" -t "$T"
 for m in bench-1b bench-1b-fp8 bench-1b-fp8all; do run "$B/dsv3" bench --model "$M/$m" -p 512 -n 128 -t "$T" -r "$R"; done
 run "$B/bench_membw" -t "$T"
 run "$B/bench_decode" --model "$M/bench-1b" --ctx 64,4096 --gen 32 --repeat "$R" -t "$T"
+run "$B/bench_decode" --model "$M/bench-1b" --ctx 64,4096 --gen 32 --repeat "$R" -t "$T" --kv-dtype bf16
 run "$B/bench_mtp" --repeat "$R" --drafts 1,2,3 -t 1
 [ "$T" = 1 ] || run "$B/bench_mtp" --repeat "$R" --drafts 1,2,3 -t "$T"
 run "$B/bench_mtp" --costs --repeat 9 -t 1
@@ -56,7 +57,10 @@ med() { # model, test -> median t/s of the dsv3 bench table
 }
 membw=$(grep '"bench":"membw"' "$LOG" | sed 's/.*"median_gb_s":\([0-9.]*\).*/\1/' | tr '\n' ' ')
 fma=$(grep '"bench":"fma"' "$LOG" | sed 's/.*"median_gmac_s":\([0-9.]*\).*/\1/')
-dec=$(grep '"bench":"decode"' "$LOG" | tail -1)
+dec=$(grep '"bench":"decode"' "$LOG" | grep '"kv_dtype":"F32"' | tail -1)
+decb=$(grep '"bench":"decode"' "$LOG" | grep '"kv_dtype":"BF16"' | tail -1)
+d64b=$(echo "$decb" | sed 's/.*"ctx":64,"decode_tok_s":\([0-9.]*\).*/\1/')
+d4kb=$(echo "$decb" | sed 's/.*"ctx":4096,"decode_tok_s":\([0-9.]*\).*/\1/')
 d64=$(echo "$dec" | sed 's/.*"ctx":64,"decode_tok_s":\([0-9.]*\).*/\1/')
 d4k=$(echo "$dec" | sed 's/.*"ctx":4096,"decode_tok_s":\([0-9.]*\).*/\1/')
 p64=$(echo "$dec" | sed 's/.*"ctx":64,[^}]*"decode_pct_membw":\([0-9.]*\).*/\1/')
@@ -74,6 +78,7 @@ printf '  %-44s %10s   %s\n' "FP8 tg128 tok/s (lm_head FP8 too)" "$(med bench-1b
 printf '  %-44s %10s   %s\n' "BF16 pp512 tok/s" "$(med bench-1b pp512)" ">= 601"
 printf '  %-44s %10s   %s\n' "FP8 pp512 tok/s" "$(med bench-1b-fp8 pp512)" ">= 561"
 printf '  %-44s %10s   %s\n' "decode @4096 / @64" "$(echo "$d4k $d64" | awk '{printf "%.1f%%", 100 * $1 / $2}')" ">= 70%"
+printf '  %-44s %10s   %s\n' "  the same, --kv-dtype bf16" "$(echo "$d4kb $d64b" | awk '{printf "%.1f%%", 100 * $1 / $2}')" "(half the KV bytes)"
 grep '"bench":"mtp"' "$LOG" | while read -r l; do
     th=$(echo "$l" | sed 's/.*"threads":\([0-9]*\).*/\1/')
     sp=$(echo "$l" | sed 's/"drafts":/\n/g' | sed -n 's/^\([0-9]\),"median_speedup":\([0-9.]*\),"accepted":\([0-9]*\),"drafted":\([0-9]*\).*/\1:\2x(\3\/\4)/p' | tr '\n' ' ')

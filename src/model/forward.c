@@ -17,7 +17,13 @@ void dsv3_ws_free(dsv3_workspace *ws) {
 dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_error *err) {
     dsv3_workspace *ws = &m->ws;
     int nthreads = omp_get_max_threads();
-    if (ws->base && n_tok <= ws->n_tok && ctx <= ws->ctx && nthreads <= ws->nthreads) return DSV3_OK;
+    /* no size depends on ctx (the attention streams the cache in fixed chunks): a longer context alone
+     * never re-allocates (it did once per decode step: a fresh mmap of the prefill-sized workspace and its
+     * page faults, ~3000 per step after a 4096-token prompt) */
+    if (ws->base && n_tok <= ws->n_tok && nthreads <= ws->nthreads) {
+        if (ctx > ws->ctx) ws->ctx = ctx;
+        return DSV3_OK;
+    }
     if (n_tok < ws->n_tok) n_tok = ws->n_tok;
     if (ctx < ws->ctx) ctx = ws->ctx;
     const dsv3_config *c = &m->cfg;

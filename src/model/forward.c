@@ -10,6 +10,7 @@ static int64_t max3(int64_t a, int64_t b, int64_t c) { return a > b ? (a > c ? a
 
 void dsv3_ws_free(dsv3_workspace *ws) {
     free(ws->base);
+    free(ws->mla_wide);
     memset(ws, 0, sizeof *ws);
 }
 

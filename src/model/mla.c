@@ -26,6 +26,7 @@
  * width nor the thread count changes a result (tests/model/test_mla_invariance.c). */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dsv3/dtype.h"
@@ -539,6 +540,9 @@ typedef struct {
     int fp8_avx2;            /* FP8 kv_b read as stored by the AVX2 one-token kernels (mla_avx2.c) */
     int64_t cache_layer, nh, nope, rd, qk, vd, kvl, row, kvb_stride;
     float sigma;
+    int n_wide;                                   /* sequences whose BF16 rows of this layer are widened */
+    int64_t wide_item[DSV3_MLA_WIDE_ITEMS];       /* their batch items */
+    const float *wide_rows[DSV3_MLA_WIDE_ITEMS];  /* their rows from position 0, f32 */
 } mla_attn;
 
 /* e^x of the softmax (x = score - max <= 0): dsv3_exp_fixed (x <= -87 gives 0, NaN stays NaN, e^0 = 1
@@ -549,13 +553,59 @@ static inline float attn_exp(float x) { return dsv3_exp_fixed(x); }
  * it stores f32, else this thread's buffer with the BF16 rows widened (exact: every kernel reads the
  * stored values, whichever schedule or batch it runs in). */
 static const float *chunk_keys(const mla_attn *a, int64_t t, int64_t s0, int64_t ns) {
-    const dsv3_kv_cache *kc = a->caches[a->ws->item_of[t]];
+    const int64_t item = a->ws->item_of[t];
+    for (int k = 0; k < a->n_wide; k++)
+        if (a->wide_item[k] == item) return a->wide_rows[k] + s0 * a->row;
+    const dsv3_kv_cache *kc = a->caches[item];
     const int64_t off = kv_cache_off(kc, a->cache_layer, s0);
     if (kc->dtype == DSV3_F32) return (const float *)kc->data + off;
     float *buf = a->ws->mla_keys + (int64_t)omp_get_thread_num() * ATTN_CHUNK * a->row;
     const uint16_t *src = (const uint16_t *)kc->data + off;
     for (int64_t i = 0, n = ns * a->row; i < n; i++) buf[i] = dsv3_bf16_to_f32(src[i]);
     return buf;
+}
+
+/* The item schedule reads a sequence's cache rows once per token of it: the BF16 rows of sequences with
+ * several tokens in this call (prefill) are widened once for the layer, within DSV3_MLA_WIDE_MAX_BYTES
+ * (the same values chunk_keys widens a chunk at a time: the same bits). par: in parallel. */
+static void widen_prefill_rows(mla_attn *a, int64_t n, int par) {
+    dsv3_workspace *ws = a->ws;
+    int64_t off[DSV3_MLA_WIDE_ITEMS], rows[DSV3_MLA_WIDE_ITEMS], need = 0;
+    a->n_wide = 0;
+    for (int64_t t = 0, t1; t < n; t = t1) { /* a batch item's tokens are contiguous */
+        const int64_t item = ws->item_of[t];
+        int64_t last = ws->pos[t];
+        for (t1 = t + 1; t1 < n && ws->item_of[t1] == item; t1++) last = ws->pos[t1] > last ? ws->pos[t1] : last;
+        int known = 0;
+        for (int k = 0; k < a->n_wide; k++) known |= a->wide_item[k] == item;
+        const int64_t nf = (last + 1) * a->row;
+        if (t1 - t < 2 || known || a->caches[item]->dtype != DSV3_BF16 || a->n_wide == DSV3_MLA_WIDE_ITEMS ||
+            (need + nf) * (int64_t)sizeof(float) > DSV3_MLA_WIDE_MAX_BYTES)
+            continue;
+        a->wide_item[a->n_wide] = item;
+        off[a->n_wide] = need;
+        rows[a->n_wide++] = last + 1;
+        need += nf;
+    }
+    if (!a->n_wide) return;
+    if (need > ws->mla_wide_cap) {
+        free(ws->mla_wide);
+        ws->mla_wide = malloc(sizeof(float) * (size_t)need);
+        ws->mla_wide_cap = ws->mla_wide ? need : 0;
+        if (!ws->mla_wide) { /* no memory: chunk by chunk as for decode */
+            a->n_wide = 0;
+            return;
+        }
+    }
+    for (int k = 0; k < a->n_wide; k++) {
+        const dsv3_kv_cache *kc = a->caches[a->wide_item[k]];
+        const uint16_t *src = (const uint16_t *)kc->data + kv_cache_off(kc, a->cache_layer, 0);
+        float *dst = ws->mla_wide + off[k];
+        a->wide_rows[k] = dst;
+        const int64_t nf = rows[k] * a->row;
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t i = 0; i < nf; i++) dst[i] = dsv3_bf16_to_f32(src[i]);
+    }
 }
 
 /* Rows [r0, r0 + nr) of head h's block of kv_b_proj (W_UK: rows 0..nope-1, W_UV: nope..nope+vd-1) in
@@ -890,6 +940,7 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
         }
         /* Blocks of DSV3_MLA_TOKEN_BLOCK tokens: the absorbed queries (W_UK^T q) and the outputs (W_UV
          * latent) of a block run 4 tokens per pass over a head's W_UK / W_UV; the items in between. */
+        widen_prefill_rows(&a, n, par);
         const int64_t scratch = dsv3_mla_scratch_per_thread(c), TB = DSV3_MLA_TOKEN_BLOCK;
         float *qa = ws->mla_tok, *la = qa + TB * nh * ost; /* [TB][nh][ost]: q~, then the latents */
         for (int64_t t0 = 0; t0 < n; t0 += TB) {

@@ -42,6 +42,8 @@ typedef struct {
     float *kvb;                          /* per thread: one head's kv_b_proj rows [nope+v][kv_lora] (mla.c) */
     float *head_scratch;                 /* per thread: dsv3_mla_scratch_per_thread(cfg) floats */
     float *mla_keys;                     /* per thread: DSV3_MLA_CHUNK cache rows widened from BF16 */
+    float *mla_wide;                     /* a prefill's BF16 cache rows of one layer widened (mla.c; own malloc) */
+    int64_t mla_wide_cap;                /* its floats (grows only, up to DSV3_MLA_WIDE_MAX_BYTES) */
     float *moe_in, *moe_out;
     float *moe_a;                        /* dsv3_moe_token_scratch(cfg) floats */
     float *moe_par;                      /* moe_par_tok x dsv3_moe_par_per_token + 2 (E + 1) floats */
@@ -97,6 +99,11 @@ void dsv3_embed_rows(const dsv3_model *m, const int32_t *tokens, int64_t n, floa
 #define DSV3_MLA_CHUNK 64
 /* Chunks per parallel window of the few-token MLA schedule (speed only). */
 #define DSV3_MLA_SPLIT_WINDOW 64
+/* Most bytes of a forward call's BF16 cache rows the item schedule widens to f32 once per layer (each
+ * row is then read by many tokens) instead of one chunk at a time per token (speed only). */
+#define DSV3_MLA_WIDE_MAX_BYTES ((int64_t)64 << 20)
+/* Sequences of a call widened that way at most (more: per chunk). */
+#define DSV3_MLA_WIDE_ITEMS 8
 /* Tokens per block of the MLA item schedule (absorbed queries and outputs of a block are batched). */
 #define DSV3_MLA_TOKEN_BLOCK 32
 /* Scratch of the expert-parallel MoE path (moe.c), per token of a block of tokens: the routed outputs,

@@ -140,7 +140,9 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
     dsv3_status st = dsv3_ws_reserve(m, N, ctx, err);
     if (st) return st;
     dsv3_workspace *ws = &m->ws;
-    dsv3_kv_cache **caches = malloc(sizeof *caches * (size_t)n_items); /* heap: n_items may be large */
+    /* the items' caches: on the stack for decode steps and small batches (no allocation per step), on the
+     * heap for large batches */
+    dsv3_kv_cache *few[16], **caches = n_items <= 16 ? few : malloc(sizeof *caches * (size_t)n_items);
     if (!caches) return dsv3_fail(err, DSV3_ERR_NOMEM, "forward: out of memory");
     int64_t r = 0;
     for (int i = 0; i < n_items; i++) {
@@ -165,7 +167,7 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
     for (int64_t t = 0; t < N; t++) dsv3_rmsnorm(ws->hn + t * H, ws->x + t * H, m->final_norm, H, (float)c->rms_norm_eps);
     if (out && out->final_hidden) memcpy(out->final_hidden, ws->hn, sizeof(float) * N * H);
     if (out && out->logits) head_logits(m, ws->hn, N, out->logits, out->logits_mask, out->logits_packed);
-    free(caches);
+    if (caches != few) free(caches);
     /* a kernel that could not run left NaNs: the caches do not advance */
     if (dsv3_backend_take_failure()) return dsv3_fail(err, DSV3_ERR_NOMEM, "forward: out of memory in a matmul kernel");
     for (int i = 0; i < n_items; i++) items[i].cache->len += items[i].n;

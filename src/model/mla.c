@@ -699,32 +699,31 @@ static void group_query_lane(const mla_attn *a, int64_t t, int64_t h0, int64_t G
             for (int64_t u = gh; u < HL; u++) qt[j * HL + u] = 0.0f;
 }
 
-/* Scores of cache rows [s0, s0 + ns) (keys: their f32 rows) for the group: sc[g * ld + s - s0] = σ [q~ ; q_R]_h · cache_s for
+/* Scores of a chunk's ns cache rows (keys: their f32 rows) for the group: sc[g * ld + s] = σ [q~ ; q_R]_h · keys_s for
  * head h = h0 + g, g < gh. Each tile of 16 rows is read once for all heads of the group. Causal: the caller
  * passes rows below pos + 1 only (spec §3.6, mask p_s <= p_t). */
-static void group_scores(const mla_attn *a, const float *keys, int64_t h0, int64_t G, const float *qt, int64_t s0,
-                         int64_t ns, float *sc, int64_t ld) {
+static void group_scores(const mla_attn *a, const float *keys, int64_t h0, int64_t G, const float *qt, int64_t ns,
+                         float *sc, int64_t ld) {
     const int64_t gh = a->nh - h0 < G ? a->nh - h0 : G, HL = gh > 8 ? 16 : 8, row = a->row;
-    keys -= s0 * row; /* keys: the rows from s0 on */
     float tile[ROW_TILE * 16];
     /* a speed choice only: the kernels give the same bits (the golden test compares the ISA paths) */
     const int simd = MLA_SIMD();
 #ifdef HAVE_SCORES_ROWS_AVX512
     if (gh <= 8 && simd) {
-        for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
-            const int64_t nt = s0 + ns - s < ROW_TILE ? s0 + ns - s : ROW_TILE;
-            scores_tile_rows_avx512(qt, HL, gh, keys + s * row, row, nt, row, a->sigma, sc + (s - s0), ld);
+        for (int64_t s = 0; s < ns; s += ROW_TILE) {
+            const int64_t nt = ns - s < ROW_TILE ? ns - s : ROW_TILE;
+            scores_tile_rows_avx512(qt, HL, gh, keys + s * row, row, nt, row, a->sigma, sc + s, ld);
         }
         return;
     }
 #endif
-    for (int64_t s = s0; s < s0 + ns; s += ROW_TILE) {
-        const int64_t nt = s0 + ns - s < ROW_TILE ? s0 + ns - s : ROW_TILE;
+    for (int64_t s = 0; s < ns; s += ROW_TILE) {
+        const int64_t nt = ns - s < ROW_TILE ? ns - s : ROW_TILE;
         if (HL == 16 && simd) scores_tile_16_avx512(qt, keys + s * row, row, nt, row, a->sigma, tile);
         else if (HL == 16) scores_tile_16(qt, keys + s * row, row, nt, row, a->sigma, tile);
         else scores_tile_8(qt, keys + s * row, row, nt, row, a->sigma, tile);
         for (int64_t g = 0; g < gh; g++)
-            for (int64_t i = 0; i < nt; i++) sc[g * ld + (s - s0) + i] = tile[i * HL + g];
+            for (int64_t i = 0; i < nt; i++) sc[g * ld + s + i] = tile[i * HL + g];
     }
 }
 
@@ -776,7 +775,7 @@ static void chunk_attend(const mla_attn *a, int64_t t, int64_t h0, int64_t G, co
     } else
 #endif
     {
-        group_scores(a, keys, h0, G, qt, s0, ns, sc, ATTN_CHUNK);
+        group_scores(a, keys, h0, G, qt, ns, sc, ATTN_CHUNK);
         for (int64_t g = 0; g < gh; g++) {
             float *p = sc + g * ATTN_CHUNK, *m = out + g * ost + kvl, *l = m + 1;
 #ifdef HAVE_SCORES_ROWS_AVX512

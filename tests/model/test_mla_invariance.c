@@ -15,6 +15,7 @@
 #include "dsv3/init_model.h"
 #include "dsv3/ops.h"
 #include "fixture_util.h"
+#include "model/model_internal.h" /* DSV3_MLA_WIDE_ITEMS */
 
 #define D 4  /* decode steps */
 
@@ -441,6 +442,43 @@ TEST(mla_mixed_cache_dtypes_in_one_batch) {
     if (!ok) test_fail_at(__FILE__, __LINE__, "%s", err.msg);
     else CHECK_MSG(!memcmp(alone, both, sizeof(float) * (size_t)(2 * np * V)), "batched logits differ from the sequences alone");
     for (int k = 0; k < 4; k++) dsv3_kv_cache_free(kc[k]);
+    free(alone);
+    free(both);
+    dsv3_model_free(m);
+}
+
+/* A prefill batch of more BF16-cache sequences than the item schedule widens at once
+ * (DSV3_MLA_WIDE_ITEMS): the later ones read their rows a chunk at a time, with the same bits as each
+ * sequence prefilled alone (widened). */
+TEST(mla_bf16_cache_more_sequences_than_widened) {
+    dsv3_model *m = mla16_model();
+    if (!m) return;
+    enum { NS = DSV3_MLA_WIDE_ITEMS + 2, NP = 70 };
+    const int64_t V = dsv3_model_config(m)->vocab_size;
+    static int32_t ids[NS][NP];
+    for (int k = 0; k < NS; k++)
+        for (int i = 0; i < NP; i++) ids[k][i] = (int32_t)((i * 7919 + k * 104729 + 13) % V);
+    float *alone = malloc(sizeof(float) * (size_t)(NS * NP * V)), *both = malloc(sizeof(float) * (size_t)(NS * NP * V));
+    dsv3_kv_cache *kc[2 * NS] = {0};
+    dsv3_batch_item its[NS];
+    dsv3_error err = {0};
+    int ok = alone && both && dsv3_model_set_kv_dtype(m, DSV3_BF16, &err) == DSV3_OK;
+    for (int k = 0; k < 2 * NS && ok; k++) ok = dsv3_kv_cache_new(m, NP, &kc[k], &err) == DSV3_OK;
+    for (int k = 0; k < NS && ok; k++) {
+        dsv3_batch_item it = {kc[k], ids[k], NP};
+        dsv3_forward_out out = {.logits = alone + (int64_t)k * NP * V};
+        ok = dsv3_forward(m, &it, 1, &out, &err) == DSV3_OK;
+    }
+    if (ok) {
+        for (int k = 0; k < NS; k++) its[k] = (dsv3_batch_item){kc[NS + k], ids[k], NP};
+        dsv3_forward_out out = {.logits = both};
+        ok = dsv3_forward(m, its, NS, &out, &err) == DSV3_OK;
+    }
+    if (!ok) test_fail_at(__FILE__, __LINE__, "%s", err.msg);
+    for (int k = 0; ok && k < NS; k++)
+        CHECK_MSG(!memcmp(alone + (int64_t)k * NP * V, both + (int64_t)k * NP * V, sizeof(float) * (size_t)(NP * V)),
+                  "sequence %d of %d: batched logits differ from alone", k, NS);
+    for (int k = 0; k < 2 * NS; k++) dsv3_kv_cache_free(kc[k]);
     free(alone);
     free(both);
     dsv3_model_free(m);

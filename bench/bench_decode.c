@@ -110,8 +110,9 @@ static void json_str(FILE *f, const char *s) {
 }
 
 int main(int argc, char **argv) {
-    const char *model_dir = NULL, *kv_dtype_s = "f32";
+    const char *model_dir = NULL;
     long ctx[MAX_CTX] = {32}, n_gen = 64, threads = 0, repeat = 1, seed = 1, membw_mib = 1024;
+    dsv3_dtype kv_dtype = DSV3_F32;
     int n_ctx = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -125,7 +126,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--repeat")) bad = bench_parse_long(v, 1, 1000, &repeat);
         else if (!strcmp(a, "--seed")) bad = bench_parse_long(v, 0, INT32_MAX, &seed);
         else if (!strcmp(a, "--membw-mib")) bad = bench_parse_long(v, 0, 1 << 20, &membw_mib);
-        else if (!strcmp(a, "--kv-dtype")) bad = dsv3_kv_dtype_parse(kv_dtype_s = v, &(dsv3_dtype){0}) != 0;
+        else if (!strcmp(a, "--kv-dtype")) bad = dsv3_kv_dtype_parse(v, &kv_dtype) != 0;
         else bad = 1;
         if (bad) {
             fprintf(stderr, "bench_decode: bad or incomplete argument '%s'\n", a);
@@ -148,8 +149,6 @@ int main(int argc, char **argv) {
         return 1;
     }
     double load_s = dsv3_now_s() - t0;
-    dsv3_dtype kv_dtype = DSV3_F32;
-    dsv3_kv_dtype_parse(kv_dtype_s, &kv_dtype);
     if (dsv3_model_set_kv_dtype(m, kv_dtype, &err)) {
         fprintf(stderr, "bench_decode: %s\n", err.msg);
         dsv3_model_free(m);

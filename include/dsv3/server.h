@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dsv3/dtype.h"
 #include "dsv3/status.h"
 
 typedef struct dsv3_server dsv3_server;
@@ -36,7 +37,7 @@ typedef struct {
     int conn_timeout_s;        /* idle connection timeout (default 60) */
     int max_conns;             /* concurrent connections (default 256) */
     int threads;               /* compute threads (0: all cores) */
-    int kv_bf16;               /* 1: KV caches in BF16 (dsv3_model_set_kv_dtype), else F32 */
+    dsv3_dtype kv_dtype;       /* KV cache storage (dsv3_model_set_kv_dtype): DSV3_F32 (default) or DSV3_BF16 */
     int verbose;               /* log requests to stderr */
 } dsv3_server_opts;
 

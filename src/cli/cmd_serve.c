@@ -85,9 +85,7 @@ int cmd_serve(int argc, char **argv) {
     NUM(threads, "-t", 0, 4096, o.threads);
     NUM(defmax, "--default-max-tokens", 1, INT32_MAX, o.default_max_tokens);
 #undef NUM
-    dsv3_dtype kv_dtype;
-    if (cli_parse_kv_dtype("serve", kvd, &kv_dtype)) return 2;
-    o.kv_bf16 = kv_dtype == DSV3_BF16;
+    if (cli_parse_kv_dtype("serve", kvd, &o.kv_dtype)) return 2;
     if (o.api_key && !o.api_key[0]) o.api_key = NULL;
     /* SIGINT/SIGTERM are taken by sigwait below: block them before any thread starts */
     sigset_t sigs;

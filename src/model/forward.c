@@ -14,19 +14,15 @@ void dsv3_ws_free(dsv3_workspace *ws) {
     memset(ws, 0, sizeof *ws);
 }
 
-/* Sizes the scratch for n_tok rows and contexts up to ctx keys; grows only. */
-dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_error *err) {
+/* Sizes the scratch for n_tok rows; grows only. No size depends on the context (the attention streams the
+ * cache in fixed chunks), so decode steps reuse it (it once took the context too and re-allocated at every
+ * decode step: after a 4096-token prompt a fresh mmap of the prompt-sized workspace, its munmap and ~350
+ * page faults per step, ~0.9 ms of a 20 ms bench-1b step). */
+dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, dsv3_error *err) {
     dsv3_workspace *ws = &m->ws;
     int nthreads = omp_get_max_threads();
-    /* no size depends on ctx (the attention streams the cache in fixed chunks): a longer context alone
-     * never re-allocates (it did at every decode step: after a 4096-token prompt a fresh mmap of the
-     * prompt-sized workspace, its munmap and ~350 page faults per step, ~0.9 ms of a 20 ms bench-1b step) */
-    if (ws->base && n_tok <= ws->n_tok && nthreads <= ws->nthreads) {
-        if (ctx > ws->ctx) ws->ctx = ctx;
-        return DSV3_OK;
-    }
+    if (ws->base && n_tok <= ws->n_tok && nthreads <= ws->nthreads) return DSV3_OK;
     if (n_tok < ws->n_tok) n_tok = ws->n_tok;
-    if (ctx < ws->ctx) ctx = ws->ctx;
     const dsv3_config *c = &m->cfg;
     int64_t H = c->hidden_size, nh = c->num_attention_heads, qk = dsv3_config_qk_head_dim(c), kvl = c->kv_lora_rank,
             row = kvl + c->qk_rope_head_dim, K = c->num_experts_per_tok > 0 ? c->num_experts_per_tok : 1;
@@ -82,7 +78,6 @@ dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_erro
     }
     ws->n_tok = n_tok;
     ws->moe_par_tok = par_block;
-    ws->ctx = ctx;
     ws->nthreads = nthreads;
     return DSV3_OK;
 }
@@ -120,7 +115,7 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
                          dsv3_error *err) {
     const dsv3_config *c = &m->cfg;
     if (n_items <= 0 || n_items > 65536) return dsv3_fail(err, DSV3_ERR_INVALID, "forward: %d batch items", n_items);
-    int64_t N = 0, ctx = 1;
+    int64_t N = 0;
     for (int i = 0; i < n_items; i++) {
         const dsv3_batch_item *it = &items[i];
         if (!it->cache || it->n <= 0 || !it->tokens)
@@ -134,10 +129,9 @@ dsv3_status dsv3_forward(dsv3_model *m, const dsv3_batch_item *items, int n_item
         dsv3_status st = check_tokens(m, it->tokens, it->n, err);
         if (st) return st;
         N += it->n;
-        if (it->cache->len + it->n > ctx) ctx = it->cache->len + it->n;
     }
     (void)dsv3_backend_take_failure(); /* only failures of this call count */
-    dsv3_status st = dsv3_ws_reserve(m, N, ctx, err);
+    dsv3_status st = dsv3_ws_reserve(m, N, err);
     if (st) return st;
     dsv3_workspace *ws = &m->ws;
     /* the items' caches: on the stack for decode steps and small batches (no allocation per step), on the
@@ -184,7 +178,7 @@ static dsv3_status mtp_forward(dsv3_model *m, dsv3_kv_cache *cache, const float 
                          (long long)(cache->mtp_len + n), (long long)cache->cap);
     dsv3_status st = check_tokens(m, next_tokens, n, err);
     if (st) return st;
-    st = dsv3_ws_reserve(m, n, cache->mtp_len + n, err);
+    st = dsv3_ws_reserve(m, n, err);
     if (st) return st;
     dsv3_workspace *ws = &m->ws;
     const int64_t H = c->hidden_size;

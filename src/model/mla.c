@@ -550,8 +550,9 @@ typedef struct {
 static inline float attn_exp(float x) { return dsv3_exp_fixed(x); }
 
 /* Cache rows [s0, s0 + ns) of token t (ns <= ATTN_CHUNK) as f32 rows a->row apart: the cache itself when
- * it stores f32, else this thread's buffer with the BF16 rows widened (exact: every kernel reads the
- * stored values, whichever schedule or batch it runs in). */
+ * it stores f32; for BF16 the rows widen_prefill_rows widened for the layer, or else this thread's buffer
+ * with the chunk widened (exact either way: every kernel reads the stored values, whichever schedule or
+ * batch it runs in). */
 static const float *chunk_keys(const mla_attn *a, int64_t t, int64_t s0, int64_t ns) {
     const int64_t item = a->ws->item_of[t];
     for (int k = 0; k < a->n_wide; k++)
@@ -560,8 +561,7 @@ static const float *chunk_keys(const mla_attn *a, int64_t t, int64_t s0, int64_t
     const int64_t off = kv_cache_off(kc, a->cache_layer, s0);
     if (kc->dtype == DSV3_F32) return (const float *)kc->data + off;
     float *buf = a->ws->mla_keys + (int64_t)omp_get_thread_num() * ATTN_CHUNK * a->row;
-    const uint16_t *src = (const uint16_t *)kc->data + off;
-    for (int64_t i = 0, n = ns * a->row; i < n; i++) buf[i] = dsv3_bf16_to_f32(src[i]);
+    dsv3_convert_to_f32(DSV3_BF16, (const uint16_t *)kc->data + off, buf, (size_t)(ns * a->row));
     return buf;
 }
 
@@ -576,10 +576,8 @@ static void widen_prefill_rows(mla_attn *a, int64_t n, int par) {
         const int64_t item = ws->item_of[t];
         int64_t last = ws->pos[t];
         for (t1 = t + 1; t1 < n && ws->item_of[t1] == item; t1++) last = ws->pos[t1] > last ? ws->pos[t1] : last;
-        int known = 0;
-        for (int k = 0; k < a->n_wide; k++) known |= a->wide_item[k] == item;
         const int64_t nf = (last + 1) * a->row;
-        if (t1 - t < 2 || known || a->caches[item]->dtype != DSV3_BF16 || a->n_wide == DSV3_MLA_WIDE_ITEMS ||
+        if (t1 - t < 2 || a->caches[item]->dtype != DSV3_BF16 || a->n_wide == DSV3_MLA_WIDE_ITEMS ||
             (need + nf) * (int64_t)sizeof(float) > DSV3_MLA_WIDE_MAX_BYTES)
             continue;
         a->wide_item[a->n_wide] = item;
@@ -602,9 +600,9 @@ static void widen_prefill_rows(mla_attn *a, int64_t n, int par) {
         const uint16_t *src = (const uint16_t *)kc->data + kv_cache_off(kc, a->cache_layer, 0);
         float *dst = ws->mla_wide + off[k];
         a->wide_rows[k] = dst;
-        const int64_t nf = rows[k] * a->row;
 #pragma omp parallel for schedule(static) if (par)
-        for (int64_t i = 0; i < nf; i++) dst[i] = dsv3_bf16_to_f32(src[i]);
+        for (int64_t r = 0; r < rows[k]; r++)
+            dsv3_convert_to_f32(DSV3_BF16, src + r * a->row, dst + r * a->row, (size_t)a->row);
     }
 }
 

@@ -35,7 +35,7 @@ typedef struct {
 
 /* Growable scratch for one forward call (no allocation per token). */
 typedef struct {
-    int64_t n_tok, ctx;                  /* capacity it was sized for */
+    int64_t n_tok;                       /* capacity it was sized for */
     int nthreads;
     float *base;
     float *x, *hn, *qa, *q, *kv, *attn, *proj, *ffn_a, *ffn_b, *router_logits;
@@ -90,7 +90,7 @@ static inline int64_t kv_cache_off(const dsv3_kv_cache *c, int64_t layer, int64_
 }
 
 /* forward pieces */
-dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, int64_t ctx, dsv3_error *err);
+dsv3_status dsv3_ws_reserve(dsv3_model *m, int64_t n_tok, dsv3_error *err);
 void dsv3_ws_free(dsv3_workspace *ws);
 void dsv3_embed_rows(const dsv3_model *m, const int32_t *tokens, int64_t n, float *x);
 /* MLA processes up to this many heads of a token per pass over its cache. */

@@ -254,7 +254,7 @@ dsv3_status dsv3_server_start(const dsv3_server_opts *o, dsv3_server **out, dsv3
     dsv3_status st = DSV3_OK;
     if (!S->host || !S->model_name || (o->api_key && !S->api_key)) { st = dsv3_fail(err, DSV3_ERR_NOMEM, "out of memory"); goto fail; }
     if ((st = dsv3_model_load(o->model_dir, &S->model, err))) goto fail;
-    if ((st = dsv3_model_set_kv_dtype(S->model, o->kv_bf16 ? DSV3_BF16 : DSV3_F32, err))) goto fail;
+    if ((st = dsv3_model_set_kv_dtype(S->model, o->kv_dtype, err))) goto fail;
     const dsv3_config *cfg = dsv3_model_config(S->model);
     S->vocab = cfg->vocab_size;
     S->ctx = o->ctx > 0 ? o->ctx : cfg->max_position_embeddings;

@@ -490,7 +490,7 @@ TEST(server_http_bf16_kv_cache) {
     dsv3_server_opts o;
     dsv3_server_opts_init(&o);
     o.kv_budget_mb = 1;
-    o.kv_bf16 = 1;
+    o.kv_dtype = DSV3_BF16;
     dsv3_server *s = ts_start_server(ts_tiny_dir(), &o);
     CHECK(s);
     if (!s) return;

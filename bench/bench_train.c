@@ -20,7 +20,14 @@
 #include "dsv3/model.h"
 #include "dsv3/train.h"
 
+/* the widest vector the compiler targets (as src/train/gemm_f32.c): a 16-lane type on AVX2 took two
+ * registers per chain, 24 of 16, and the spills made the "peak" a sixth of the machine's */
+#if defined(__AVX512F__)
 typedef float v8 __attribute__((vector_size(64)));
+#else
+typedef float v8 __attribute__((vector_size(32)));
+#endif
+#define V8_LANES ((int)(sizeof(v8) / sizeof(float)))
 
 /* f32 FMA peak: 12 independent vector chains per thread. */
 static double measure_peak_flops(int threads) {
@@ -38,7 +45,7 @@ static double measure_peak_flops(int threads) {
                 for (int k = 0; k < 12; k++) a[k] = a[k] * m + c;
             for (int k = 0; k < 12; k++) sink += a[k][0];
         }
-        double dt = dsv3_now_s() - t0, flops = 2.0 * 16 * 12 * (double)iters * threads / dt;
+        double dt = dsv3_now_s() - t0, flops = 2.0 * V8_LANES * 12 * (double)iters * threads / dt;
         if (flops > best) best = flops;
         if (sink == 12345.0f) printf(" ");
     }

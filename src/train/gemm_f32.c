@@ -3,24 +3,71 @@
  * transpose. Every C element accumulates over k in increasing order, so the
  * result does not depend on the thread count. GNU vector extensions keep it
  * portable (AVX-512/AVX2/SSE/NEON as the compiler targets). */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "train/train_internal.h"
 
-typedef float v8 __attribute__((vector_size(64))); /* 16 lanes: one AVX-512 register, two AVX2 */
+/* One vector: an AVX-512 register where the compiler targets it, else 8 lanes (one AVX2 register). The
+ * micro-tile MR x NR of C keeps its MR * NV accumulators, NV vectors of B and the broadcast A element in
+ * registers: 4 x 2 zmm (11 of 32), 6 x 2 ymm (15 of 16). A 16-lane type on AVX2 took two registers per
+ * vector, 21 of 16: the accumulators spilled (training at ~2% of the FMA peak). */
+#if defined(__AVX512F__)
+#define VL 16
+#define MR 4
+#else
+#define VL 8
+#define MR 6
+#endif
+#define NV 2         /* vectors of C columns per micro-tile */
+#define NR (VL * NV) /* columns of C per micro-tile: one packed panel of B */
+#define MC 48        /* rows of A per block (MC x K floats stay in L2 while the panels of B go by) */
+typedef float vf __attribute__((vector_size(VL * 4)));
 
-static inline v8 ld8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void st8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+static inline vf ldv(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void stv(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
-#define MR 4  /* rows of C per micro-tile */
-#define NR 32 /* columns of C per micro-tile (two vectors) */
+/* Rows [i0, i0 + mr) x panel p (columns j0.., nr of them) of C: each element one chain over k ascending. */
+static inline void micro_tile(float *C, const float *A, const float *p, int64_t N, int64_t K, int64_t i0, int mr,
+                              int64_t j0, int64_t nr, int acc) {
+    vf c[MR][NV];
+    memset(c, 0, sizeof c);
+    const float *a0 = A + i0 * K;
+    if (mr == MR) {
+        for (int64_t k = 0; k < K; k++) {
+            vf b[NV];
+            for (int v = 0; v < NV; v++) b[v] = ldv(p + k * NR + v * VL);
+            for (int r = 0; r < MR; r++) {
+                const float a = a0[r * K + k];
+                for (int v = 0; v < NV; v++) c[r][v] += a * b[v];
+            }
+        }
+    } else {
+        for (int64_t k = 0; k < K; k++) {
+            vf b[NV];
+            for (int v = 0; v < NV; v++) b[v] = ldv(p + k * NR + v * VL);
+            for (int r = 0; r < mr; r++) {
+                const float a = a0[r * K + k];
+                for (int v = 0; v < NV; v++) c[r][v] += a * b[v];
+            }
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        float out[NR];
+        for (int v = 0; v < NV; v++) stv(out + v * VL, c[r][v]);
+        float *crow = C + (i0 + r) * N + j0;
+        for (int64_t j = 0; j < nr; j++) crow[j] = acc ? crow[j] + out[j] : out[j];
+    }
+}
 
 /* C[i][j] = (acc ? C[i][j] : 0) + Σ_k A[i][k] B[k][j].
- * B is packed into 16-column panels [K][16] (zero-padded), so the inner loop
- * streams one contiguous panel that stays in L1 while A rows go by. */
+ * B is packed into NR-column panels [K][NR] (zero-padded). With enough rows, the threads take blocks of
+ * MC rows of A and run every panel over their block (A read from memory once, each panel reused by the
+ * block's micro-tiles while in L2); with few rows, they take panels and run every row over them. A C
+ * element's arithmetic is the same either way. */
 void t_gemm_nn(float *C, const float *A, const float *B, int64_t M, int64_t N, int64_t K, int acc) {
-    const int64_t nt = (N + NR - 1) / NR, mt = (M + MR - 1) / MR;
+    const int64_t nt = (N + NR - 1) / NR, nib = (M + MC - 1) / MC;
     float *bp = malloc(sizeof(float) * nt * NR * K);
     if (!bp) { /* no memory for packing: plain loops, same k order */
         for (int64_t i = 0; i < M; i++)
@@ -31,6 +78,7 @@ void t_gemm_nn(float *C, const float *A, const float *B, int64_t M, int64_t N, i
             }
         return;
     }
+    const int by_rows = nib >= 2 * omp_get_max_threads();
 #pragma omp parallel if (M * N * K > DSV3_OMP_MIN_WORK)
     {
 #pragma omp for schedule(static)
@@ -41,39 +89,12 @@ void t_gemm_nn(float *C, const float *A, const float *B, int64_t M, int64_t N, i
                 for (int64_t j = 0; j < NR; j++) p[k * NR + j] = j < nr ? B[k * N + j0 + j] : 0.0f;
         }
 #pragma omp for schedule(static)
-        for (int64_t jt = 0; jt < nt; jt++) {
-            const float *p = bp + jt * NR * K;
-            int64_t j0 = jt * NR, nr = N - j0 < NR ? N - j0 : NR;
-            for (int64_t it = 0; it < mt; it++) {
-                int64_t i0 = it * MR, mr = M - i0 < MR ? M - i0 : MR;
-                v8 c[MR][2] = {{{0}}};
-                const float *a0 = A + i0 * K;
-                if (mr == MR) {
-                    for (int64_t k = 0; k < K; k++) {
-                        v8 b0 = ld8(p + k * NR), b1 = ld8(p + k * NR + 16);
-                        for (int r = 0; r < MR; r++) {
-                            float a = a0[r * K + k];
-                            c[r][0] += a * b0;
-                            c[r][1] += a * b1;
-                        }
-                    }
-                } else {
-                    for (int64_t k = 0; k < K; k++) {
-                        v8 b0 = ld8(p + k * NR), b1 = ld8(p + k * NR + 16);
-                        for (int r = 0; r < mr; r++) {
-                            float a = a0[r * K + k];
-                            c[r][0] += a * b0;
-                            c[r][1] += a * b1;
-                        }
-                    }
-                }
-                for (int64_t r = 0; r < mr; r++) {
-                    float out[NR];
-                    st8(out, c[r][0]);
-                    st8(out + 16, c[r][1]);
-                    float *crow = C + (i0 + r) * N + j0;
-                    for (int64_t j = 0; j < nr; j++) crow[j] = acc ? crow[j] + out[j] : out[j];
-                }
+        for (int64_t w = 0; w < (by_rows ? nib : nt); w++) {
+            const int64_t i_lo = by_rows ? w * MC : 0, i_hi = by_rows && (w + 1) * MC < M ? (w + 1) * MC : M;
+            for (int64_t jt = by_rows ? 0 : w; jt < (by_rows ? nt : w + 1); jt++) {
+                const int64_t j0 = jt * NR, nr = N - j0 < NR ? N - j0 : NR;
+                for (int64_t i0 = i_lo; i0 < i_hi; i0 += MR)
+                    micro_tile(C, A, bp + jt * NR * K, N, K, i0, i_hi - i0 < MR ? (int)(i_hi - i0) : MR, j0, nr, acc);
             }
         }
     }

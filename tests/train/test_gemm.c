@@ -46,3 +46,39 @@ TEST(train_gemm_vs_reference) {
         free(A); free(B); free(Bt); free(At); free(C); free(C2); free(C3);
     }
 }
+
+/* The two work splits of t_gemm_nn (blocks of rows when there are many, panels of columns when few) give
+ * every C element the same bits: the first rows of a tall product equal the same rows computed alone, for
+ * 1 and 2 threads; shapes with row and column remainders of the micro-tile. Regression for the AVX2 build,
+ * whose 16-lane vectors spilled the tile (training ran 12x slower than after the fix, same bits). */
+TEST(train_gemm_row_blocks_equal_panels) {
+    const int64_t shapes[][3] = {{389, 37, 70}, {250, 16, 9}, {200, 100, 300}};
+    uint64_t s = 21;
+    const int nt0 = omp_get_max_threads();
+    for (size_t z = 0; z < sizeof shapes / sizeof shapes[0] && !test_failed_now(); z++) {
+        const int64_t M = shapes[z][0], N = shapes[z][1], K = shapes[z][2], m = 5;
+        float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N), *C = malloc(sizeof(float) * M * N),
+              *Cs = malloc(sizeof(float) * m * N);
+        for (int64_t i = 0; i < M * K; i++) A[i] = rnd(&s);
+        for (int64_t i = 0; i < K * N; i++) B[i] = rnd(&s);
+        for (int th = 1; th <= 2 && !test_failed_now(); th++) {
+            omp_set_num_threads(th);
+            for (int acc = 0; acc < 2; acc++) {
+                for (int64_t i = 0; i < M * N; i++) C[i] = 0.25f;
+                for (int64_t i = 0; i < m * N; i++) Cs[i] = 0.25f;
+                t_gemm_nn(C, A, B, M, N, K, acc);  /* M rows: blocks of rows */
+                t_gemm_nn(Cs, A, B, m, N, K, acc); /* 5 rows: panels */
+                CHECK_MSG(memcmp(C, Cs, sizeof(float) * m * N) == 0, "%lldx%lldx%lld threads %d acc %d: split changed bits",
+                          (long long)M, (long long)N, (long long)K, th, acc);
+                for (int64_t i = 0; i < M && !test_failed_now(); i += 7) /* and the values */
+                    for (int64_t j = 0; j < N; j++) {
+                        double ref = acc ? 0.25 : 0.0;
+                        for (int64_t k = 0; k < K; k++) ref += (double)A[i * K + k] * B[k * N + j];
+                        CHECK_NEAR(C[i * N + j], ref, 1e-5 * (1 + K));
+                    }
+            }
+        }
+        free(A); free(B); free(C); free(Cs);
+    }
+    omp_set_num_threads(nt0);
+}

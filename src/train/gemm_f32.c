@@ -28,31 +28,26 @@ typedef float vf __attribute__((vector_size(VL * 4)));
 static inline vf ldv(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void stv(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
+/* c[r] += A row r . panel p over k ascending, r < mr (inlined with mr = MR: the full tile unrolled) */
+static inline __attribute__((always_inline)) void tile_sums(vf c[MR][NV], const int mr, const float *a0, const float *p,
+                                                            int64_t K) {
+    for (int64_t k = 0; k < K; k++) {
+        vf b[NV];
+        for (int v = 0; v < NV; v++) b[v] = ldv(p + k * NR + v * VL);
+        for (int r = 0; r < mr; r++) {
+            const float a = a0[r * K + k];
+            for (int v = 0; v < NV; v++) c[r][v] += a * b[v];
+        }
+    }
+}
+
 /* Rows [i0, i0 + mr) x panel p (columns j0.., nr of them) of C: each element one chain over k ascending. */
 static inline void micro_tile(float *C, const float *A, const float *p, int64_t N, int64_t K, int64_t i0, int mr,
                               int64_t j0, int64_t nr, int acc) {
     vf c[MR][NV];
     memset(c, 0, sizeof c);
-    const float *a0 = A + i0 * K;
-    if (mr == MR) {
-        for (int64_t k = 0; k < K; k++) {
-            vf b[NV];
-            for (int v = 0; v < NV; v++) b[v] = ldv(p + k * NR + v * VL);
-            for (int r = 0; r < MR; r++) {
-                const float a = a0[r * K + k];
-                for (int v = 0; v < NV; v++) c[r][v] += a * b[v];
-            }
-        }
-    } else {
-        for (int64_t k = 0; k < K; k++) {
-            vf b[NV];
-            for (int v = 0; v < NV; v++) b[v] = ldv(p + k * NR + v * VL);
-            for (int r = 0; r < mr; r++) {
-                const float a = a0[r * K + k];
-                for (int v = 0; v < NV; v++) c[r][v] += a * b[v];
-            }
-        }
-    }
+    if (mr == MR) tile_sums(c, MR, A + i0 * K, p, K);
+    else tile_sums(c, mr, A + i0 * K, p, K);
     for (int r = 0; r < mr; r++) {
         float out[NR];
         for (int v = 0; v < NV; v++) stv(out + v * VL, c[r][v]);

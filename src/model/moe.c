@@ -189,6 +189,38 @@ static void moe_tokens_parallel(dsv3_model *m, const dsv3_layer *L, float *x, in
  * same-moment bandwidth with 256 instead of 128; BF16 alike), and the amx kernel sets up per call (32 was ~5% slower) */
 #define MOE_ROWS 256
 
+/* A work unit of moe_few_tokens: active expert a, its gate (0), up (1) or down (2) rows [r0, r1), and its
+ * multiply-adds (0: an empty row block past a narrower expert's rows). */
+typedef struct {
+    int64_t a, which, r0, r1, cost;
+} few_unit;
+
+/* Gate/up unit `it`: (expert, gate|up, row block of ur rows) */
+static inline few_unit few_up_unit(const dsv3_ffn *const *f, const int64_t *cnt, int64_t up_units, int64_t ur, int64_t it) {
+    few_unit u = {it / (2 * up_units), (it / up_units) % 2, (it % up_units) * ur, 0, 0};
+    const dsv3_weight *W = u.which ? &f[u.a]->up : &f[u.a]->gate;
+    u.r1 = u.r0 + ur < W->rows ? u.r0 + ur : W->rows;
+    u.cost = u.r0 < W->rows ? (u.r1 - u.r0) * W->cols * cnt[u.a] : 0;
+    return u;
+}
+
+/* Down unit `it`: (expert, block of dr output rows of H) */
+static inline few_unit few_down_unit(const dsv3_ffn *const *f, const int64_t *cnt, int64_t down_units, int64_t dr, int64_t H,
+                                     int64_t it) {
+    few_unit u = {it / down_units, 2, (it % down_units) * dr, 0, 0};
+    u.r1 = u.r0 + dr < H ? u.r0 + dr : H;
+    u.cost = (u.r1 - u.r0) * f[u.a]->down.cols * cnt[u.a];
+    return u;
+}
+
+/* Whether the unit whose cost starts at cum (of total) is thread id's (of nt): the threads take contiguous runs
+ * of equal shares of the multiply-adds, not of equal unit counts (units differ: experts of other widths, as a
+ * shared expert wider than the routed ones, their token counts, empty blocks; equal counts left one thread 3x
+ * the work of the other on such a model). Every unit with work belongs to exactly one thread. */
+static inline int few_mine(int64_t cum, int64_t total, int64_t nt, int64_t id) {
+    return cum * nt >= total * id && cum * nt < total * (id + 1);
+}
+
 /* Few tokens (n <= DSV3_MOE_FEW_MAX: decode, MTP verification, small batches): the whole MoE block in
  * one parallel region instead of one per matmul. The active experts are the shared one (all n tokens)
  * and the union of the routed ones by id, each with its tokens (gathered, ascending); the gate and up
@@ -242,27 +274,34 @@ static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t
     while (dr > 32 && A * ((H + dr - 1) / dr) < 2 * nthr) dr /= 2;
     const int64_t up_units = (rows_max + ur - 1) / ur, down_units = (H + dr - 1) / dr;
     const int par = nthr > 1 && !omp_in_parallel();
+    const int64_t n_up = A * 2 * up_units, n_down = A * down_units;
 #pragma omp parallel if (par)
     {
-#pragma omp for schedule(static)
-        for (int64_t it = 0; it < A * 2 * up_units; it++) { /* (expert, gate|up, row block) */
-            const int64_t a = it / (2 * up_units), which = (it / up_units) % 2, r0 = (it % up_units) * ur;
-            const dsv3_weight *W = which ? &f[a]->up : &f[a]->gate;
-            if (r0 < W->rows) {
-                const int64_t r1 = r0 + ur < W->rows ? r0 + ur : W->rows;
-                be->matmul_rows((which ? ub : ga) + goff[a] + r0, W->rows, xin[a], cnt[a], W, r0, r1);
+        /* each thread a contiguous run of units holding its share of the multiply-adds (few_mine) */
+        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int64_t total = 0;
+        for (int64_t it = 0; it < n_up; it++) total += few_up_unit(f, cnt, up_units, ur, it).cost;
+        for (int64_t it = 0, cum = 0; it < n_up; cum += few_up_unit(f, cnt, up_units, ur, it).cost, it++) {
+            const few_unit u = few_up_unit(f, cnt, up_units, ur, it);
+            if (u.cost && few_mine(cum, total, nt, id)) {
+                const dsv3_weight *W = u.which ? &f[u.a]->up : &f[u.a]->gate;
+                be->matmul_rows((u.which ? ub : ga) + goff[u.a] + u.r0, W->rows, xin[u.a], cnt[u.a], W, u.r0, u.r1);
             }
         }
+#pragma omp barrier
         { /* the SwiGLU, a slice per thread (elementwise: any split gives the same values) */
-            const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num(), i0 = G * id / nt, i1 = G * (id + 1) / nt;
+            const int64_t i0 = G * id / nt, i1 = G * (id + 1) / nt;
             dsv3_swiglu(ga + i0, ga + i0, ub + i0, i1 - i0);
         }
 #pragma omp barrier
-#pragma omp for schedule(static)
-        for (int64_t it = 0; it < A * down_units; it++) { /* down input: the expert's [cnt][its width] block */
-            const int64_t a = it / down_units, r0 = (it % down_units) * dr, r1 = r0 + dr < H ? r0 + dr : H;
-            be->matmul_rows(out + slot0[a] * H + r0, H, ga + goff[a], cnt[a], &f[a]->down, r0, r1);
+        total = 0;
+        for (int64_t it = 0; it < n_down; it++) total += few_down_unit(f, cnt, down_units, dr, H, it).cost;
+        for (int64_t it = 0, cum = 0; it < n_down; cum += few_down_unit(f, cnt, down_units, dr, H, it).cost, it++) {
+            const few_unit u = few_down_unit(f, cnt, down_units, dr, H, it); /* input: the expert's [cnt][width] block */
+            if (u.cost && few_mine(cum, total, nt, id))
+                be->matmul_rows(out + slot0[u.a] * H + u.r0, H, ga + goff[u.a], cnt[u.a], &f[u.a]->down, u.r0, u.r1);
         }
+#pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t tj = 0; tj < n * down_units; tj++) {
             const int64_t t = tj / down_units, j0 = (tj % down_units) * dr, j1 = j0 + dr < H ? j0 + dr : H;

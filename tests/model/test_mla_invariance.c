@@ -351,6 +351,16 @@ TEST(moe_one_token_path_without_shared_experts) {
     dsv3_model_free(m);
 }
 
+/* The few-token MoE split by multiply-adds (moe.c few_mine) on experts of unequal cost: a shared expert 4x
+ * the routed width (its row blocks outnumber theirs; the routed ones have empty blocks) decodes with 1..4
+ * threads to the prefill's bits. */
+TEST(moe_few_tokens_unequal_experts_same_bits) {
+    dsv3_model *m = config_model("moe-wide-shared", 0, 4, 200);
+    if (!m) return;
+    prefill_equals_decode(m, 20, "shared expert 4x the routed width");
+    dsv3_model_free(m);
+}
+
 /* The MoE of a prefill three ways: one thread (every expert one GEMM over its tokens, moe_tokens), two
  * threads with whole experts per thread over all tokens, and the same in blocks of 7 tokens (the last
  * one partial): bitwise-identical logits, with and without shared experts. */

@@ -224,9 +224,10 @@ static inline int few_mine(int64_t cum, int64_t total, int64_t nt, int64_t id) {
 /* Few tokens (n <= DSV3_MOE_FEW_MAX: decode, MTP verification, small batches): the whole MoE block in
  * one parallel region instead of one per matmul. The active experts are the shared one (all n tokens)
  * and the union of the routed ones by id, each with its tokens (gathered, ascending); the gate and up
- * rows of all of them form one row-split work list, each unit one matmul over the expert's tokens;
- * then SwiGLU, the down rows likewise, then per token the combine of moe_tokens (shared output, then
- * y = fmaf(g, o, y) over its experts by ascending id) and x += y. A matmul row's result depends
+ * rows of all of them form one work list of row blocks, each unit one matmul over the expert's tokens,
+ * the threads taking contiguous runs of equal multiply-adds (few_mine); then SwiGLU, the down rows
+ * likewise, then per token the combine of moe_tokens (shared output, then y = fmaf(g, o, y) over its
+ * experts by ascending id) and x += y. A matmul row's result depends
  * neither on the row split nor on the other tokens (ops.h), so the bits are those of moe_tokens. */
 static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t n) {
     const dsv3_config *c = &m->cfg;
@@ -277,16 +278,16 @@ static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t
     const int64_t n_up = A * 2 * up_units, n_down = A * down_units;
 #pragma omp parallel if (par)
     {
-        /* each thread a contiguous run of units holding its share of the multiply-adds (few_mine) */
         const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
         int64_t total = 0;
         for (int64_t it = 0; it < n_up; it++) total += few_up_unit(f, cnt, up_units, ur, it).cost;
-        for (int64_t it = 0, cum = 0; it < n_up; cum += few_up_unit(f, cnt, up_units, ur, it).cost, it++) {
+        for (int64_t it = 0, cum = 0; it < n_up; it++) {
             const few_unit u = few_up_unit(f, cnt, up_units, ur, it);
             if (u.cost && few_mine(cum, total, nt, id)) {
                 const dsv3_weight *W = u.which ? &f[u.a]->up : &f[u.a]->gate;
                 be->matmul_rows((u.which ? ub : ga) + goff[u.a] + u.r0, W->rows, xin[u.a], cnt[u.a], W, u.r0, u.r1);
             }
+            cum += u.cost;
         }
 #pragma omp barrier
         { /* the SwiGLU, a slice per thread (elementwise: any split gives the same values) */
@@ -296,10 +297,11 @@ static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t
 #pragma omp barrier
         total = 0;
         for (int64_t it = 0; it < n_down; it++) total += few_down_unit(f, cnt, down_units, dr, H, it).cost;
-        for (int64_t it = 0, cum = 0; it < n_down; cum += few_down_unit(f, cnt, down_units, dr, H, it).cost, it++) {
+        for (int64_t it = 0, cum = 0; it < n_down; it++) {
             const few_unit u = few_down_unit(f, cnt, down_units, dr, H, it); /* input: the expert's [cnt][width] block */
             if (u.cost && few_mine(cum, total, nt, id))
                 be->matmul_rows(out + slot0[u.a] * H + u.r0, H, ga + goff[u.a], cnt[u.a], &f[u.a]->down, u.r0, u.r1);
+            cum += u.cost;
         }
 #pragma omp barrier
 #pragma omp for schedule(static)

@@ -61,7 +61,7 @@ static bweight make(dsv3_dtype dt, int64_t rows, int64_t cols) {
         uint8_t *p = b.data;
         for (size_t i = 0; i < n; i++) p[i] = dsv3_fp8_e4m3_encode(urand() * 400.0f);
     }
-    dsv3_weight W = {dt, rows, cols, b.data, dt == DSV3_BF16 ? NULL : b.scale, 128, 128, sr, sc, 0};
+    dsv3_weight W = {dt, rows, cols, b.data, dt == DSV3_BF16 ? NULL : b.scale, 128, 128, sr, sc, 0, 0};
     b.W = W;
     return b;
 }

@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
         dsv3_ckpt_close(ck);
         return 1;
     }
-    dsv3_weight W = {tv->dtype, tv->shape[0], tv->shape[1], tv->data, NULL, 0, 0, 0, 0, 0};
+    dsv3_weight W = {tv->dtype, tv->shape[0], tv->shape[1], tv->data, NULL, 0, 0, 0, 0, 0, !warm}; /* read from memory unless --warm (as a large model's weights) */
     float *scale = NULL;
     if (tv->dtype == DSV3_F8_E4M3 || tv->dtype == DSV3_F8_E5M2) {
         char sname[512];

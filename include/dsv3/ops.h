@@ -30,6 +30,10 @@ typedef struct {
      * src/ops/cpu/cpu_kernels.h), set at the first matmul (the data must not change afterwards);
      * zero-initialise it. */
     int fp8_scan;
+    /* Nonzero: a hint that the weight is read from memory rather than from cache at each use (its model's
+     * checkpoint is larger than a last-level cache, dsv3_model_load): the CPU kernels then prefetch the
+     * rows ahead. Never changes a value. */
+    int streamed;
 } dsv3_weight;
 
 typedef struct {

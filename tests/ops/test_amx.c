@@ -72,7 +72,7 @@ static test_weight make_weight(dsv3_dtype dt, int64_t rows, int64_t cols, int64_
             data[i] = q;
         }
     }
-    dsv3_weight W = {dt, rows, cols, data, dt == DSV3_BF16 ? NULL : tw.scale, br, bc, sr, sc, 0};
+    dsv3_weight W = {dt, rows, cols, data, dt == DSV3_BF16 ? NULL : tw.scale, br, bc, sr, sc, 0, 0};
     tw.W = W;
     return tw;
 }

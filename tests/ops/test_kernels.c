@@ -36,7 +36,7 @@ static void check_matmul(dsv3_dtype dt, int64_t rows, int64_t cols) {
         else if (dt == DSV3_F32) memcpy(wdata + 4 * i, &v, 4);
         else wdata[i] = dsv3_f32_to_fp8_e4m3(v * 400.0f);
     }
-    dsv3_weight W = {dt, rows, cols, wdata, dt == DSV3_F8_E4M3 ? scale : NULL, br, bc, sr, sc, 0};
+    dsv3_weight W = {dt, rows, cols, wdata, dt == DSV3_F8_E4M3 ? scale : NULL, br, bc, sr, sc, 0, 0};
     const int64_t T = 5;
     float *x = malloc(sizeof(float) * T * cols), *y = malloc(sizeof(float) * T * rows), *y1 = malloc(sizeof(float) * rows),
           *row = malloc(sizeof(float) * cols);
@@ -71,7 +71,7 @@ TEST(kernel_fp8_dequant_block_scale) {
     uint8_t q[390];
     for (int i = 0; i < 390; i++) q[i] = 0x38; /* 1.0 */
     float scale[2] = {2.0f, 0.5f};
-    dsv3_weight W = {DSV3_F8_E4M3, rows, cols, q, scale, 128, 128, 2, 1, 0};
+    dsv3_weight W = {DSV3_F8_E4M3, rows, cols, q, scale, 128, 128, 2, 1, 0, 0};
     float r[3];
     dsv3_weight_row_f32(&W, 127, r);
     CHECK(r[0] == 2.0f && r[2] == 2.0f);

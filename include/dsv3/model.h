@@ -55,7 +55,7 @@ dsv3_dtype dsv3_kv_cache_dtype(const dsv3_kv_cache *c);
  * continuous batches all attend over the cache as stored. Caches of both kinds may share one batch. */
 dsv3_status dsv3_model_set_kv_dtype(dsv3_model *m, dsv3_dtype dt, dsv3_error *err);
 dsv3_dtype dsv3_model_kv_dtype(const dsv3_model *m);
-/* "f32" / "bf16" (or upper case) -> dtype; -1 if neither. */
+/* "f32" / "bf16" (or upper case) -> dtype; -1 if neither (or NULL). */
 int dsv3_kv_dtype_parse(const char *s, dsv3_dtype *out);
 
 /* One sequence's share of a batched forward call: n new tokens appended to

@@ -66,6 +66,7 @@ dsv3_status dsv3_model_set_kv_dtype(dsv3_model *m, dsv3_dtype dt, dsv3_error *er
 dsv3_dtype dsv3_model_kv_dtype(const dsv3_model *m) { return m->kv_dtype; }
 
 int dsv3_kv_dtype_parse(const char *s, dsv3_dtype *out) {
+    if (!s) return -1;
     if (!strcmp(s, "f32") || !strcmp(s, "F32")) *out = DSV3_F32;
     else if (!strcmp(s, "bf16") || !strcmp(s, "BF16")) *out = DSV3_BF16;
     else return -1;

@@ -88,6 +88,7 @@ TEST(kv_cache_dtype_choice) {
     CHECK(dsv3_kv_dtype_parse("F32", &dt) == 0 && dt == DSV3_F32);
     CHECK(dsv3_kv_dtype_parse("fp8", &dt) == -1);
     CHECK(dsv3_kv_dtype_parse("", &dt) == -1);
+    CHECK(dsv3_kv_dtype_parse(NULL, &dt) == -1);
     dsv3_st_close(ref);
     dsv3_model_free(m);
 }

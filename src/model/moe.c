@@ -276,14 +276,15 @@ static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t
     const int64_t up_units = (rows_max + ur - 1) / ur, down_units = (H + dr - 1) / dr;
     const int par = nthr > 1 && !omp_in_parallel();
     const int64_t n_up = A * 2 * up_units, n_down = A * down_units;
+    int64_t up_total = 0, down_total = 0; /* multiply-adds of each phase, shared out by few_mine */
+    for (int64_t it = 0; it < n_up; it++) up_total += few_up_unit(f, cnt, up_units, ur, it).cost;
+    for (int64_t it = 0; it < n_down; it++) down_total += few_down_unit(f, cnt, down_units, dr, H, it).cost;
 #pragma omp parallel if (par)
     {
         const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int64_t total = 0;
-        for (int64_t it = 0; it < n_up; it++) total += few_up_unit(f, cnt, up_units, ur, it).cost;
         for (int64_t it = 0, cum = 0; it < n_up; it++) {
             const few_unit u = few_up_unit(f, cnt, up_units, ur, it);
-            if (u.cost && few_mine(cum, total, nt, id)) {
+            if (u.cost && few_mine(cum, up_total, nt, id)) {
                 const dsv3_weight *W = u.which ? &f[u.a]->up : &f[u.a]->gate;
                 be->matmul_rows((u.which ? ub : ga) + goff[u.a] + u.r0, W->rows, xin[u.a], cnt[u.a], W, u.r0, u.r1);
             }
@@ -295,11 +296,9 @@ static void moe_few_tokens(dsv3_model *m, const dsv3_layer *L, float *x, int64_t
             dsv3_swiglu(ga + i0, ga + i0, ub + i0, i1 - i0);
         }
 #pragma omp barrier
-        total = 0;
-        for (int64_t it = 0; it < n_down; it++) total += few_down_unit(f, cnt, down_units, dr, H, it).cost;
         for (int64_t it = 0, cum = 0; it < n_down; it++) {
             const few_unit u = few_down_unit(f, cnt, down_units, dr, H, it); /* input: the expert's [cnt][width] block */
-            if (u.cost && few_mine(cum, total, nt, id))
+            if (u.cost && few_mine(cum, down_total, nt, id))
                 be->matmul_rows(out + slot0[u.a] * H + u.r0, H, ga + goff[u.a], cnt[u.a], &f[u.a]->down, u.r0, u.r1);
             cum += u.cost;
         }

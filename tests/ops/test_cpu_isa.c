@@ -13,6 +13,7 @@
 #include "../test.h"
 #include "dsv3/ops.h"
 #include "ops/cpu/amx.h"
+#include "ops/cpu/cpu_kernels.h"
 
 static uint64_t rng(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -286,6 +287,81 @@ TEST(cpu_isa_matmul_fp8_nan_codes) {
         check_all_paths(&tw.W, 0, 12, dt ? "E5M2 with NaN/Inf codes" : "E4M3 with NaN codes");
         weight_free(&tw);
     }
+}
+
+/* E4M3 with power-of-two block scales (DeepSeek's "ue8m0"): the avx2 one-token tile runs on the token
+ * scaled per row block instead of multiplying each weight by its scale (DSV3_FP8_POW2): the same bits. */
+static void pow2_scales(test_weight *tw, uint64_t seed) {
+    uint64_t s = seed;
+    for (int64_t i = 0; i < tw->W.scale_rows * tw->W.scale_cols; i++) tw->scale[i] = ldexpf(1.0f, -(int)(rng(&s) % 24));
+}
+
+TEST(cpu_isa_matmul_fp8_pow2_scales) {
+    /* rows x cols, row block: tiles whose two rows (h apart) sit in different row blocks, blocks that end
+     * inside a thread's rows, tails */
+    static const int64_t shapes[][3] = {{7, 32, 128}, {6, 61, 128}, {33, 1024, 16}, {19, 1000, 8},
+                                        {260, 256, 128}, {5, 2816, 128}, {64, 160, 1}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0] && !test_failed_now(); k++) {
+        test_weight tw;
+        weight_make(&tw, DSV3_F8_E4M3, shapes[k][0], shapes[k][1], shapes[k][2], 32, (int)k % 3, 2, 1.0f, 400 + k);
+        pow2_scales(&tw, 500 + k);
+        if (k == 2) { tw.scale[0] = 0x1p7f; tw.scale[1] = 0x1p-120f; } /* the flag's range ends */
+        CHECK(dsv3_cpu_fp8_scale_flags(&tw.W) & DSV3_FP8_POW2);
+        char what[96];
+        snprintf(what, sizeof what, "E4M3 power-of-two scales %lldx%lld, row block %lld", (long long)shapes[k][0],
+                 (long long)shapes[k][1], (long long)shapes[k][2]);
+        check_all_paths(&tw.W, (int)(k % 3), 501 + k, what);
+        weight_free(&tw);
+    }
+    /* a scale outside the range, or not a power of two: no flag (the multiplying tile) */
+    test_weight tw;
+    weight_make(&tw, DSV3_F8_E4M3, 8, 64, 4, 32, 0, 2, 1.0f, 420);
+    pow2_scales(&tw, 421);
+    tw.scale[3] = 0x1p8f;
+    CHECK(!(dsv3_cpu_fp8_scale_flags(&tw.W) & DSV3_FP8_POW2));
+    weight_free(&tw);
+    weight_make(&tw, DSV3_F8_E4M3, 8, 64, 4, 32, 0, 2, 1.0f, 422);
+    pow2_scales(&tw, 423);
+    tw.scale[2] = 0.75f;
+    CHECK(!(dsv3_cpu_fp8_scale_flags(&tw.W) & DSV3_FP8_POW2));
+    weight_free(&tw);
+}
+
+TEST(cpu_isa_matmul_fp8_pow2_scaled_token_overflows) {
+    /* scales 2^7: the token scaled by 2^127 overflows where |x| >= 2 (and NaN / Inf inputs are not finite
+     * either): those row blocks take the multiplying tile; every row equals the scalar reference */
+    const int64_t rows = 48, cols = 256;
+    test_weight tw;
+    weight_make(&tw, DSV3_F8_E4M3, rows, cols, 16, 128, 1, 2, 1.0f, 430);
+    pow2_scales(&tw, 431);
+    tw.scale[0] = tw.scale[5] = 0x1p7f; /* row blocks 0 and 2 */
+    uint64_t s = 432;
+    float x[3][256], ref[48], y[48];
+    for (int v = 0; v < 3; v++)
+        for (int i = 0; i < cols; i++) x[v][i] = frand(&s);
+    x[0][7] = 3.0f;      /* overflows only in the 2^7 blocks */
+    x[1][200] = NAN;     /* every block */
+    x[2][31] = INFINITY; /* every block */
+    const dsv3_backend *be = dsv3_backend_cpu();
+    int nt0 = omp_get_max_threads();
+    for (int v = 0; v < 3 && !test_failed_now(); v++)
+        for (int th = 1; th <= 2; th++) {
+            omp_set_num_threads(th);
+            dsv3_cpu_isa_set(DSV3_CPU_ISA_SCALAR);
+            be->matmul(ref, x[v], 1, &tw.W);
+            for (int isa = 1; isa < DSV3_CPU_ISA_COUNT; isa++) {
+                if (!dsv3_cpu_isa_supported((dsv3_cpu_isa)isa)) continue;
+                dsv3_cpu_isa_set((dsv3_cpu_isa)isa);
+                be->matmul(y, x[v], 1, &tw.W);
+                int64_t bad;
+                if (!same_bits(y, ref, rows, &bad))
+                    test_fail_at(__FILE__, __LINE__, "%s token %d threads %d: row %lld = %.9g, scalar %.9g",
+                                 dsv3_cpu_isa_name((dsv3_cpu_isa)isa), v, th, (long long)bad, y[bad], ref[bad]);
+            }
+        }
+    omp_set_num_threads(nt0);
+    isa_reset();
+    weight_free(&tw);
 }
 
 TEST(cpu_isa_dot_f32) {

@@ -50,7 +50,9 @@ void dsv3_cpu_decode_span(const dsv3_weight *W, int64_t r, int64_t c0, int64_t n
  * W->fp8_scan (thread-safe: concurrent first calls compute the same bits):
  *  - dsv3_cpu_fp8_scale_flags (the block scales, cheap): DSV3_FP8_FOLD8 / DSV3_FP8_FOLD120 when no
  *    finite scale s overflows in s * 2^8 / s * 2^120 (the E4M3 decoders fold their exponent offset
- *    into the scale, see matmul_avx512.c);
+ *    into the scale, see matmul_avx512.c); DSV3_FP8_POW2 when every scale is a power of two in
+ *    [2^-120, 2^7] (DeepSeek's "ue8m0" scales: the decoded weights are exact, and so is a token
+ *    scaled by s * 2^120 unless it overflows; matmul_avx2.c d21_e4m3_pow2);
  *  - dsv3_cpu_fp8_scan (a pass over the codes): DSV3_FP8_HAS_NAN (E4M3FN 0x7f/0xff; E5M2 exponent 31
  *    with a nonzero mantissa, or Inf) and DSV3_FP8_MANY_SUBNORMAL (more than one code in 4096 has
  *    exponent field 0 and a nonzero mantissa; block-quantised trained or random weights have ~1 in
@@ -62,7 +64,8 @@ enum {
     DSV3_FP8_FOLD120 = 4,
     DSV3_FP8_CODES_DONE = 8,
     DSV3_FP8_HAS_NAN = 16,
-    DSV3_FP8_MANY_SUBNORMAL = 32
+    DSV3_FP8_MANY_SUBNORMAL = 32,
+    DSV3_FP8_POW2 = 64
 };
 int dsv3_cpu_fp8_scale_flags(const dsv3_weight *W);
 int dsv3_cpu_fp8_scan(const dsv3_weight *W);

@@ -61,13 +61,16 @@ static int fp8_flags_add(const dsv3_weight *W, int flags) {
 int dsv3_cpu_fp8_scale_flags(const dsv3_weight *W) {
     const int state = __atomic_load_n(&W->fp8_scan, __ATOMIC_ACQUIRE);
     if (state & DSV3_FP8_SCALES_DONE) return state;
-    int fold8 = W->scale != NULL, fold120 = fold8;
+    int fold8 = W->scale != NULL, fold120 = fold8, pow2 = fold8;
     for (int64_t i = 0; W->scale && i < W->scale_rows * W->scale_cols; i++) {
         const float s = W->scale[i];
+        int e;
         fold8 &= !(isfinite(s) && isinf(s * 0x1p8f));
         fold120 &= !(isfinite(s) && isinf(s * 0x1p120f));
+        pow2 &= s >= 0x1p-120f && s <= 0x1p7f && frexpf(s, &e) == 0.5f;
     }
-    return fp8_flags_add(W, DSV3_FP8_SCALES_DONE | (fold8 ? DSV3_FP8_FOLD8 : 0) | (fold120 ? DSV3_FP8_FOLD120 : 0));
+    return fp8_flags_add(W, DSV3_FP8_SCALES_DONE | (fold8 ? DSV3_FP8_FOLD8 : 0) | (fold120 ? DSV3_FP8_FOLD120 : 0) |
+                                (pow2 ? DSV3_FP8_POW2 : 0));
 }
 
 int dsv3_cpu_fp8_scan(const dsv3_weight *W) {

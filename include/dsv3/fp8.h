@@ -18,8 +18,11 @@ void dsv3_fp8_e4m3_encode_n(const float *src, float scale, uint8_t *dst, size_t 
  * block_c columns cb, scales[cb] = max(amax, 1e-12) / 448 (amax = max |x| over
  * the nr x block_c block, the last block may be narrower) and
  * dst[r * cols + j] = dsv3_fp8_e4m3_encode(src[r * cols + j] / scales[cb]).
- * scales gets ceil(cols / block_c) entries. Used by init-model and quantize. */
+ * With pow2_scales, scales[cb] is that value rounded up to a power of two
+ * (DeepSeek-V3.1's "scale_fmt": "ue8m0": the block's largest value then codes
+ * as 224..448 instead of 448). scales gets ceil(cols / block_c) entries. Used
+ * by init-model and quantize. */
 void dsv3_fp8_e4m3_quantize_rows(const float *src, int64_t nr, int64_t cols, int64_t block_c, uint8_t *dst,
-                                 float *scales);
+                                 float *scales, int pow2_scales);
 
 #endif

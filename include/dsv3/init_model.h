@@ -28,6 +28,7 @@ typedef struct {
     uint64_t shard_size;    /* max bytes of tensor data per shard (a bigger tensor gets its own); 0 = one file */
     int overwrite;          /* replace an existing checkpoint in out_dir (else that is an error) */
     int fp8_lm_head;        /* DSV3_INIT_FP8: lm_head.weight in FP8 + scales too (else BF16, as DeepSeek-V3) */
+    int ue8m0_scales;       /* DSV3_INIT_FP8: power-of-two block scales ("scale_fmt": "ue8m0", as DeepSeek-V3.1) */
     /* Optional progress callback, called after each shard is written. */
     void (*progress)(void *ctx, int shard, int n_shards, const char *path);
     void *progress_ctx;

@@ -20,6 +20,8 @@ typedef struct {
     int overwrite;          /* replace an existing checkpoint in out_dir (else that is an error) */
     int fp8_lm_head;        /* also quantise lm_head.weight (DeepSeek-V3 keeps it BF16; FP8 halves the
                              * bytes decode reads for it, the largest matrix of small models) */
+    int ue8m0_scales;       /* block scales rounded up to powers of two ("scale_fmt": "ue8m0" in the config,
+                             * as DeepSeek-V3.1 and later; the CPU decode then skips a multiply per weight) */
     /* Optional progress callback, called after each output shard is written. */
     void (*progress)(void *ctx, int shard, int n_shards, const char *path);
     void *progress_ctx;

@@ -28,6 +28,15 @@ int cli_parse_kv_dtype(const char *cmd, const char *s, dsv3_dtype *dt) {
     return 0;
 }
 
+int cli_parse_scale_fmt(const char *cmd, const char *s, int *ue8m0) {
+    *ue8m0 = s && !strcmp(s, "ue8m0");
+    if (s && !*ue8m0 && strcmp(s, "float") != 0) {
+        fprintf(stderr, "dsv3 %s: bad --scale-fmt '%s' (want float or ue8m0)\n", cmd, s);
+        return 2;
+    }
+    return 0;
+}
+
 int cli_parse_f32(const char *s, float *out) {
     if (!s || !*s) return -1;
     char *end;

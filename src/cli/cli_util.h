@@ -15,6 +15,9 @@ int cli_parse_ids(const char *s, int32_t **ids, int64_t *n, int64_t max_id);
 /* --kv-dtype VALUE (NULL: the default, F32) -> *dt; on a bad value prints "dsv3 <cmd>: bad --kv-dtype ..."
  * and returns 2 (the usage-error exit code), else 0. */
 int cli_parse_kv_dtype(const char *cmd, const char *s, dsv3_dtype *dt);
+/* --scale-fmt VALUE (NULL: the default, float) -> *ue8m0 (1 for ue8m0: power-of-two FP8 block scales); on a
+ * bad value prints "dsv3 <cmd>: bad --scale-fmt ..." and returns 2, else 0. */
+int cli_parse_scale_fmt(const char *cmd, const char *s, int *ue8m0);
 /* Applies -t N (0 = all cores). */
 void cli_set_threads(int64_t n);
 /* Prints "dsv3 <cmd>: <message>" to stderr and returns 1. */

@@ -1,5 +1,5 @@
-/* dsv3 init-model --config CONFIG.json --out DIR [--dtype bf16|fp8|f32] [--fp8-lm-head] [--seed S] [--std X] [--shard-size BYTES]
- *                 [--force] */
+/* dsv3 init-model --config CONFIG.json --out DIR [--dtype bf16|fp8|f32] [--fp8-lm-head] [--scale-fmt float|ue8m0]
+ *                 [--seed S] [--std X] [--shard-size BYTES] [--force] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +18,8 @@ static void usage(FILE *f) {
                "An existing checkpoint in DIR is an error unless --force is given.\n\n"
                "  --dtype D         bf16 (default), fp8 (E4M3 with 128x128 block scales), f32\n"
                "  --fp8-lm-head     with --dtype fp8: lm_head.weight in FP8 too (DeepSeek-V3 keeps it BF16)\n"
+               "  --scale-fmt F     with --dtype fp8: block scales float (default, amax / 448 as DeepSeek-V3) or ue8m0\n"
+               "                    (rounded up to powers of two, as DeepSeek-V3.1; decodes faster on CPUs)\n"
                "  --seed S          RNG seed (default 0); same seed -> identical files\n"
                "  --std X           weight standard deviation (default 0.006)\n"
                "  --shard-size N    max bytes per shard; suffixes K, M, G (powers of 1000) allowed;\n"
@@ -53,8 +55,8 @@ static void progress(void *ctx, int shard, int n_shards, const char *path) {
 
 int cmd_init_model(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *dtype_s = "bf16", *seed_s = "0", *std_s = NULL, *shard_s = NULL,
-               *threads = NULL;
-    int bad = 0, quiet = 0, force = 0, fp8_head = 0;
+               *threads = NULL, *scale_fmt = NULL;
+    int bad = 0, quiet = 0, force = 0, fp8_head = 0, ue8m0 = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         if (!strcmp(argv[i], "-q")) { quiet = 1; continue; }
@@ -63,7 +65,7 @@ int cmd_init_model(int argc, char **argv) {
         if (cli_opt(argc, argv, &i, "--config", &config, &bad) || cli_opt(argc, argv, &i, "--out", &out, &bad) ||
             cli_opt(argc, argv, &i, "--dtype", &dtype_s, &bad) || cli_opt(argc, argv, &i, "--seed", &seed_s, &bad) ||
             cli_opt(argc, argv, &i, "--std", &std_s, &bad) || cli_opt(argc, argv, &i, "--shard-size", &shard_s, &bad) ||
-            cli_opt(argc, argv, &i, "-t", &threads, &bad))
+            cli_opt(argc, argv, &i, "-t", &threads, &bad) || cli_opt(argc, argv, &i, "--scale-fmt", &scale_fmt, &bad))
             continue;
         fprintf(stderr, "dsv3 init-model: unknown argument '%s'\n", argv[i]);
         bad = 1;
@@ -85,6 +87,12 @@ int cmd_init_model(int argc, char **argv) {
         return 2;
     }
     o.fp8_lm_head = fp8_head;
+    if (cli_parse_scale_fmt("init-model", scale_fmt, &ue8m0)) return 2;
+    if (ue8m0 && o.dtype != DSV3_INIT_FP8) {
+        fprintf(stderr, "dsv3 init-model: --scale-fmt needs --dtype fp8\n");
+        return 2;
+    }
+    o.ue8m0_scales = ue8m0;
     if (cli_parse_i64(seed_s, 0, INT64_MAX, &seed)) { fprintf(stderr, "dsv3 init-model: bad --seed '%s'\n", seed_s); return 2; }
     o.seed = (uint64_t)seed;
     if (std_s && (cli_parse_f32(std_s, &o.std) || !(o.std > 0))) {

@@ -1,4 +1,5 @@
-/* dsv3 quantize --model IN_DIR --out OUT_DIR --to fp8 [--block 128] [--fp8-lm-head] [--force] [-q] [-t N] */
+/* dsv3 quantize --model IN_DIR --out OUT_DIR --to fp8 [--block 128] [--fp8-lm-head] [--scale-fmt float|ue8m0] [--force]
+ *               [-q] [-t N] */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +20,8 @@ static void usage(FILE *f) {
                "  --block B         block edge (default 128, as DeepSeek-V3)\n"
                "  --fp8-lm-head     quantise lm_head.weight too (DeepSeek-V3 keeps it BF16; in FP8\n"
                "                    decode reads half the bytes for the vocabulary projection)\n"
+               "  --scale-fmt F     FP8 block scales: float (default, amax / 448 as DeepSeek-V3) or ue8m0\n"
+               "                    (rounded up to powers of two, as DeepSeek-V3.1; decodes faster on CPUs)\n"
                "  --force           replace an existing checkpoint in OUT_DIR\n"
                "  -q                no progress output\n"
                "  -t N              threads (default: all cores)\n");
@@ -30,7 +33,7 @@ static void progress(void *ctx, int shard, int n_shards, const char *path) {
 }
 
 int cmd_quantize(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *to = NULL, *block_s = "128", *threads = NULL;
+    const char *in = NULL, *out = NULL, *to = NULL, *block_s = "128", *threads = NULL, *scale_fmt = NULL;
     int bad = 0, quiet = 0, force = 0, fp8_head = 0;
     for (int i = 1; i < argc && !bad; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
@@ -39,7 +42,7 @@ int cmd_quantize(int argc, char **argv) {
         if (!strcmp(argv[i], "--fp8-lm-head")) { fp8_head = 1; continue; }
         if (cli_opt(argc, argv, &i, "--model", &in, &bad) || cli_opt(argc, argv, &i, "--out", &out, &bad) ||
             cli_opt(argc, argv, &i, "--to", &to, &bad) || cli_opt(argc, argv, &i, "--block", &block_s, &bad) ||
-            cli_opt(argc, argv, &i, "-t", &threads, &bad))
+            cli_opt(argc, argv, &i, "-t", &threads, &bad) || cli_opt(argc, argv, &i, "--scale-fmt", &scale_fmt, &bad))
             continue;
         fprintf(stderr, "dsv3 quantize: unknown argument '%s'\n", argv[i]);
         bad = 1;
@@ -54,6 +57,8 @@ int cmd_quantize(int argc, char **argv) {
         return 2;
     }
     int64_t block, nthreads = 0;
+    int ue8m0;
+    if (cli_parse_scale_fmt("quantize", scale_fmt, &ue8m0)) return 2;
     if (cli_parse_i64(block_s, 1, 65536, &block)) {
         fprintf(stderr, "dsv3 quantize: bad --block '%s' (want 1..65536)\n", block_s);
         return 2;
@@ -68,6 +73,7 @@ int cmd_quantize(int argc, char **argv) {
     o.block = (int)block;
     o.overwrite = force;
     o.fp8_lm_head = fp8_head;
+    o.ue8m0_scales = ue8m0;
     if (!quiet) o.progress = progress;
     dsv3_error err = {0};
     dsv3_quantize_result r;

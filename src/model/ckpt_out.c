@@ -146,8 +146,12 @@ dsv3_status dsv3_copy_file(const char *src, const char *dst, dsv3_error *err) {
     return DSV3_OK;
 }
 
-int dsv3_json_set_fp8_quant_config(json_t *root, int block) {
+int dsv3_json_set_fp8_quant_config(json_t *root, int block, int ue8m0) {
     json_t *q = json_pack("{s:s, s:s, s:s, s:[i,i]}", "activation_scheme", "dynamic", "fmt", "e4m3", "quant_method",
                           "fp8", "weight_block_size", block, block);
+    if (q && ue8m0 && json_object_set_new(q, "scale_fmt", json_string("ue8m0")) != 0) {
+        json_decref(q);
+        return -1;
+    }
     return q && json_object_set_new(root, "quantization_config", q) == 0 ? 0 : -1;
 }

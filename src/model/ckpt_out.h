@@ -22,7 +22,8 @@ dsv3_status dsv3_copy_file(const char *src, const char *dst, dsv3_error *err);
 
 /* Sets root["quantization_config"] to DeepSeek-V3's block-FP8 config
  * {"activation_scheme":"dynamic","fmt":"e4m3","quant_method":"fp8",
- *  "weight_block_size":[block,block]}. Returns 0, or -1 when out of memory. */
-int dsv3_json_set_fp8_quant_config(json_t *root, int block);
+ *  "weight_block_size":[block,block]}, plus "scale_fmt":"ue8m0" (power-of-two
+ * scales, as DeepSeek-V3.1) when ue8m0. Returns 0, or -1 when out of memory. */
+int dsv3_json_set_fp8_quant_config(json_t *root, int block, int ue8m0);
 
 #endif

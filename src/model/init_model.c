@@ -255,23 +255,23 @@ static int assign_shards(plan *p, uint64_t shard_size) {
 
 /* Fills a 2-D normal weight e (rows x cols) into data (and scale for FP8), in
  * blocks of 128 rows spread over the threads. scratch: nthr * 128 * cols floats. */
-static void gen_matrix(const entry *e, uint64_t seed, float std, void *data, float *scale, float *scratch, int nthr) {
+static void gen_matrix(const entry *e, const dsv3_init_opts *o, void *data, float *scale, float *scratch, int nthr) {
     const int64_t R = e->shape[0], C = e->shape[1], nb = (R + FP8_BLOCK - 1) / FP8_BLOCK;
     const int64_t scols = (C + FP8_BLOCK - 1) / FP8_BLOCK;
-    const uint64_t key = stream_key(seed, e->key);
+    const uint64_t key = stream_key(o->seed, e->key);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthr)
     for (int64_t b = 0; b < nb; b++) {
         float *f = scratch + (size_t)omp_get_thread_num() * FP8_BLOCK * (size_t)C;
         int64_t r0 = b * FP8_BLOCK, nr = R - r0 < FP8_BLOCK ? R - r0 : FP8_BLOCK;
         size_t off = (size_t)(r0 * C), n = (size_t)(nr * C);
-        normal_fill(key, off, n, std, f);
+        normal_fill(key, off, n, o->std, f);
         if (e->dt == DSV3_F32) {
             memcpy((float *)data + off, f, n * sizeof(float));
         } else if (e->dt == DSV3_BF16) {
             uint16_t *o = (uint16_t *)data + off;
             for (size_t i = 0; i < n; i++) o[i] = dsv3_f32_to_bf16(f[i]);
-        } else { /* FP8: scale = amax / 448 per 128x128 block (spec §2.4), q = fp8(w / scale) */
-            dsv3_fp8_e4m3_quantize_rows(f, nr, C, FP8_BLOCK, (uint8_t *)data + off, scale + b * scols);
+        } else { /* FP8: scale = amax / 448 per 128x128 block (spec §2.4; ue8m0: up to a power of two), q = fp8(w / scale) */
+            dsv3_fp8_e4m3_quantize_rows(f, nr, C, FP8_BLOCK, (uint8_t *)data + off, scale + b * scols, o->ue8m0_scales);
         }
     }
 }
@@ -303,7 +303,7 @@ static dsv3_status write_entry(dsv3_st_writer *w, const entry *e, const dsv3_ini
         }
         if (!scratch || (e->dt == DSV3_F8_E4M3 && !scale))
             st = dsv3_fail(err, DSV3_ERR_NOMEM, "init-model: out of memory for tensor '%s'", e->name);
-        else gen_matrix(e, o->seed, o->std, data, scale, scratch, nthr);
+        else gen_matrix(e, o, data, scale, scratch, nthr);
     }
     if (!st) st = dsv3_st_writer_add(w, e->name, e->dt, e->ndim, e->shape, data, err);
     if (!st && scale) {
@@ -326,7 +326,7 @@ static void shard_file(char *buf, size_t n, int i, int n_shards) {
 
 /* Loads config_path, sets/removes quantization_config for the mode, validates
  * the result with the config parser; returns the JSON text (caller frees). */
-static dsv3_status prepare_config(const char *path, dsv3_init_dtype mode, dsv3_config *cfg, char **text,
+static dsv3_status prepare_config(const char *path, dsv3_init_dtype mode, int ue8m0, dsv3_config *cfg, char **text,
                                   dsv3_error *err) {
     *text = NULL;
     FILE *f = fopen(path, "rb");
@@ -341,7 +341,7 @@ static dsv3_status prepare_config(const char *path, dsv3_init_dtype mode, dsv3_c
     if (!json_is_object(root)) st = dsv3_fail(err, DSV3_ERR_FORMAT, "%s: top level must be a JSON object", path);
     int bad = 0;
     if (!st && mode == DSV3_INIT_FP8)
-        bad = dsv3_json_set_fp8_quant_config(root, FP8_BLOCK) != 0;
+        bad = dsv3_json_set_fp8_quant_config(root, FP8_BLOCK, ue8m0) != 0;
     else if (!st) json_object_del(root, "quantization_config"); /* fails harmlessly when absent */
     if (!st && !bad)
         bad = json_object_set_new(root, "torch_dtype", json_string(mode == DSV3_INIT_F32 ? "float32" : "bfloat16")) != 0;
@@ -398,7 +398,7 @@ dsv3_status dsv3_init_model(const char *config_path, const char *out_dir, const 
     if (strlen(out_dir) > 3000) return dsv3_fail(err, DSV3_ERR_INVALID, "init-model: output path too long");
     dsv3_config cfg;
     char *cfg_text = NULL;
-    dsv3_status st = prepare_config(config_path, o->dtype, &cfg, &cfg_text, err);
+    dsv3_status st = prepare_config(config_path, o->dtype, o->ue8m0_scales, &cfg, &cfg_text, err);
     if (st) return st;
     plan p = {.c = &cfg, .mode = o->dtype, .fp8_head = o->fp8_lm_head, .err = err};
     build_plan(&p);

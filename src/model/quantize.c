@@ -187,7 +187,8 @@ done:
 /* --------------------------------------------------------- tensors ---- */
 
 /* Quantises the 2-D float weight t into q (+ scale), block rows spread over the threads. */
-static dsv3_status quantize_tensor(const dsv3_tensor_view *t, int64_t B, uint8_t *q, float *scale, dsv3_error *err) {
+static dsv3_status quantize_tensor(const dsv3_tensor_view *t, int64_t B, int pow2, uint8_t *q, float *scale,
+                                   dsv3_error *err) {
     const int64_t R = t->shape[0], C = t->shape[1], nb = (R + B - 1) / B, scols = (C + B - 1) / B;
     const size_t es = dsv3_dtype_size(t->dtype);
     int nthr = omp_get_max_threads();
@@ -212,7 +213,7 @@ static dsv3_status quantize_tensor(const dsv3_tensor_view *t, int64_t B, uint8_t
                 if (bad_at < 0 || (int64_t)(off + i) < bad_at) bad_at = (int64_t)(off + i);
                 break;
             }
-        dsv3_fp8_e4m3_quantize_rows(f, nr, C, B, q + off, scale + b * scols);
+        dsv3_fp8_e4m3_quantize_rows(f, nr, C, B, q + off, scale + b * scols, pow2);
     }
     free(scratch);
     if (bad_at >= 0)
@@ -221,7 +222,7 @@ static dsv3_status quantize_tensor(const dsv3_tensor_view *t, int64_t B, uint8_t
     return DSV3_OK;
 }
 
-static dsv3_status write_entry(dsv3_st_writer *w, const entry *e, int64_t B, dsv3_error *err) {
+static dsv3_status write_entry(dsv3_st_writer *w, const entry *e, int64_t B, int pow2, dsv3_error *err) {
     const dsv3_tensor_view *t = e->t;
     char sname[600];
     snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
@@ -236,7 +237,7 @@ static dsv3_status write_entry(dsv3_st_writer *w, const entry *e, int64_t B, dsv
     float *scale = malloc((size_t)(sshape[0] * sshape[1]) * sizeof(float));
     dsv3_status st = DSV3_OK;
     if (!q || !scale) st = dsv3_fail(err, DSV3_ERR_NOMEM, "quantize: out of memory for tensor '%s'", t->name);
-    if (!st) st = quantize_tensor(t, B, q, scale, err);
+    if (!st) st = quantize_tensor(t, B, pow2, q, scale, err);
     if (!st) st = dsv3_st_writer_add(w, t->name, DSV3_F8_E4M3, 2, t->shape, q, err);
     if (!st) st = dsv3_st_writer_add(w, sname, DSV3_F32, 2, sshape, scale, err);
     free(q);
@@ -246,7 +247,7 @@ static dsv3_status write_entry(dsv3_st_writer *w, const entry *e, int64_t B, dsv
 
 /* ----------------------------------------------------------- config ---- */
 
-static dsv3_status make_config(const char *in_dir, int64_t B, char **text, dsv3_error *err) {
+static dsv3_status make_config(const char *in_dir, int64_t B, int pow2, char **text, dsv3_error *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", in_dir);
     *text = NULL;
@@ -257,7 +258,7 @@ static dsv3_status make_config(const char *in_dir, int64_t B, char **text, dsv3_
                          je.text);
     dsv3_status st = DSV3_OK;
     if (!json_is_object(root)) st = dsv3_fail(err, DSV3_ERR_FORMAT, "%s: top level must be a JSON object", path);
-    else if (dsv3_json_set_fp8_quant_config(root, (int)B) != 0 || !(*text = json_dumps(root, JSON_INDENT(2))))
+    else if (dsv3_json_set_fp8_quant_config(root, (int)B, pow2) != 0 || !(*text = json_dumps(root, JSON_INDENT(2))))
         st = dsv3_fail(err, DSV3_ERR_NOMEM, "%s: out of memory editing the config", path);
     json_decref(root);
     dsv3_config cfg;
@@ -325,7 +326,7 @@ dsv3_status dsv3_quantize_fp8(const char *in_dir, const char *out_dir, const dsv
     plan p;
     char *cfg_text = NULL;
     st = build_plan(m, in_dir, B, o, &p, err);
-    if (!st) st = make_config(in_dir, B, &cfg_text, err);
+    if (!st) st = make_config(in_dir, B, o->ue8m0_scales, &cfg_text, err);
     char path[4200], src[4200];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", in_dir);
     int sharded = access(path, F_OK) == 0;
@@ -345,7 +346,7 @@ dsv3_status dsv3_quantize_fp8(const char *in_dir, const char *out_dir, const dsv
         for (size_t i = 0; i < p.n && !st; i++) {
             const entry *e = &p.e[i];
             if (e->shard != s) continue;
-            st = write_entry(w, e, B, err);
+            st = write_entry(w, e, B, o->ue8m0_scales, err);
             r.n_quantized += e->kind == KIND_QUANT;
             r.n_fp8_kept += e->kind == KIND_KEEP_FP8;
             r.n_copied += e->kind == KIND_COPY;

@@ -38,7 +38,7 @@ void dsv3_fp8_e4m3_encode_n(const float *src, float scale, uint8_t *dst, size_t 
 }
 
 void dsv3_fp8_e4m3_quantize_rows(const float *src, int64_t nr, int64_t cols, int64_t block_c, uint8_t *dst,
-                                 float *scales) {
+                                 float *scales, int pow2_scales) {
     for (int64_t c0 = 0, cb = 0; c0 < cols; c0 += block_c, cb++) {
         int64_t nc = cols - c0 < block_c ? cols - c0 : block_c;
         float amax = 0.0f;
@@ -48,6 +48,8 @@ void dsv3_fp8_e4m3_quantize_rows(const float *src, int64_t nr, int64_t cols, int
                 amax = v > amax ? v : amax;
             }
         float s = (amax > 1e-12f ? amax : 1e-12f) / 448.0f;
+        int e;
+        if (pow2_scales && frexpf(s, &e) != 0.5f) s = ldexpf(1.0f, e); /* s = m * 2^e, 0.5 < m < 1: up to 2^e */
         scales[cb] = s;
         for (int64_t r = 0; r < nr; r++) dsv3_fp8_e4m3_encode_n(src + r * cols + c0, s, dst + r * cols + c0, (size_t)nc);
     }

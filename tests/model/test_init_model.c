@@ -349,6 +349,10 @@ TEST(init_errors) {
     CHECK(cmd_init_model(7, a3) == 2);
     char *a4[] = {"init-model", "--config", cfg, NULL};
     CHECK(cmd_init_model(3, a4) == 2);
+    char *a6[] = {"init-model", "--config", cfg, "--out", dir, "--scale-fmt", "ue8m0", NULL}; /* needs --dtype fp8 */
+    CHECK(cmd_init_model(7, a6) == 2);
+    char *a7[] = {"init-model", "--config", cfg, "--out", dir, "--dtype", "fp8", "--scale-fmt", "pow2", NULL};
+    CHECK(cmd_init_model(9, a7) == 2);
     dsv3_init_opts o;
     dsv3_init_opts_default(&o);
     o.std = -1.0f;

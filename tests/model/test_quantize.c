@@ -100,7 +100,7 @@ static double rel_rms(const float *a, const float *b, int64_t n) {
 /* Checks the quantised checkpoint q against the original o: projections are
  * FP8 with scale = amax/448 per block and dequantise within FP8 precision,
  * everything else is byte-identical. */
-static void check_against(const char *odir, const char *qdir, int64_t B, int64_t *n_fp8) {
+static void check_against_fmt(const char *odir, const char *qdir, int64_t B, int ue8m0, int64_t *n_fp8) {
     dsv3_error err = {0};
     dsv3_checkpoint *co = NULL, *cq = NULL;
     if (dsv3_ckpt_open(odir, &co, &err) || dsv3_ckpt_open(qdir, &cq, &err)) {
@@ -143,10 +143,14 @@ static void check_against(const char *odir, const char *qdir, int64_t B, int64_t
                 float *a = &amax[(r / B) * sc + c / B];
                 *a = fmaxf(*a, fabsf(w[r * C + c]));
             }
-        for (int64_t k = 0; k < sr * sc && !test_failed_now(); k++)
-            if (scale[k] != fmaxf(amax[k], 1e-12f) / 448.0f)
-                test_fail_at(__FILE__, __LINE__, "%s: scale[%lld] = %g, want amax/448 = %g", o->name, (long long)k,
-                             (double)scale[k], (double)(amax[k] / 448.0f));
+        for (int64_t k = 0; k < sr * sc && !test_failed_now(); k++) {
+            const float want = fmaxf(amax[k], 1e-12f) / 448.0f;
+            int e;
+            /* ue8m0: the smallest power of two >= amax / 448 */
+            if (ue8m0 ? !(frexpf(scale[k], &e) == 0.5f && scale[k] >= want && scale[k] * 0.5f < want) : scale[k] != want)
+                test_fail_at(__FILE__, __LINE__, "%s: scale[%lld] = %g, want %samax/448 = %g", o->name, (long long)k,
+                             (double)scale[k], ue8m0 ? "the power of two >= " : "", (double)want);
+        }
         dsv3_weight W = {.dtype = DSV3_F8_E4M3, .rows = R, .cols = C, .data = q->data, .scale = scale,
                          .block_r = B, .block_c = B, .scale_rows = sr, .scale_cols = sc};
         for (int64_t r = 0; r < R && !test_failed_now(); r++) {
@@ -172,6 +176,10 @@ static void check_against(const char *odir, const char *qdir, int64_t B, int64_t
 out:
     dsv3_ckpt_close(co);
     dsv3_ckpt_close(cq);
+}
+
+static void check_against(const char *odir, const char *qdir, int64_t B, int64_t *n_fp8) {
+    check_against_fmt(odir, qdir, B, 0, n_fp8);
 }
 
 TEST(quantize_tiny_logits_close) {
@@ -421,6 +429,10 @@ TEST(quantize_errors) {
     CHECK(test_run_cli(cmd_quantize, 10, a4, NULL) == 1); /* exists now */
     char *a5[] = {"quantize", "--model", in, "--out", out, "--to", "fp8", "-q", "--force", NULL};
     CHECK(test_run_cli(cmd_quantize, 9, a5, NULL) == 0);
+    char *a6[] = {"quantize", "--model", in, "--out", out, "--to", "fp8", "--scale-fmt", "e8m0", NULL};
+    CHECK(test_run_cli(cmd_quantize, 9, a6, NULL) == 2);
+    char *a7[] = {"quantize", "--model", in, "--out", out, "--to", "fp8", "-q", "--force", "--scale-fmt", "ue8m0", NULL};
+    CHECK(test_run_cli(cmd_quantize, 11, a7, NULL) == 0);
 }
 
 /* fp8_lm_head: lm_head.weight becomes F8_E4M3 + scale too (one more FP8 weight than the default), the
@@ -457,6 +469,81 @@ TEST(quantize_fp8_lm_head_option) {
         double rms = rel_rms(l2, l1, 6 * V);
         printf("    FP8 lm_head vs BF16 lm_head (FP8 checkpoints): logits rms rel err %.4f\n", rms);
         CHECK_MSG(rms > 0 && rms < 0.1, "logits rms rel err %g", rms);
+    }
+    free(l1);
+    free(l2);
+    free(h1);
+    free(h2);
+}
+
+/* --scale-fmt ue8m0: every block scale is the power of two at or above amax / 448 (DeepSeek-V3.1's format), the
+ * config says so, init-model --dtype fp8 with the same option writes the same bytes from the same seed, and
+ * the logits stay as close to the float-scale checkpoint's as FP8 allows. */
+TEST(quantize_ue8m0_scales) {
+    char tiny[4096], cfg[4200], df[4200], dq[4200], out[4300], outf[4300];
+    if (!tiny_dir(tiny, sizeof tiny)) SKIP("fixtures absent");
+    snprintf(cfg, sizeof cfg, "%s/config.json", tiny);
+    snprintf(df, sizeof df, "%s/qu-f32", test_tmp_dir());
+    snprintf(dq, sizeof dq, "%s/qu-fp8", test_tmp_dir());
+    snprintf(out, sizeof out, "%s/qu-q", test_tmp_dir());
+    dsv3_init_opts io;
+    dsv3_init_opts_default(&io);
+    io.seed = 9;
+    io.overwrite = 1;
+    dsv3_error err = {0};
+    dsv3_init_result ir;
+    io.dtype = DSV3_INIT_F32;
+    CHECK_MSG(dsv3_init_model(cfg, df, &io, &ir, &err) == DSV3_OK, "%s", err.msg);
+    io.dtype = DSV3_INIT_FP8;
+    io.ue8m0_scales = 1;
+    CHECK_MSG(dsv3_init_model(cfg, dq, &io, &ir, &err) == DSV3_OK, "%s", err.msg);
+    dsv3_quantize_opts o;
+    dsv3_quantize_opts_default(&o);
+    o.overwrite = 1;
+    o.ue8m0_scales = 1;
+    dsv3_quantize_result r;
+    CHECK_MSG(dsv3_quantize_fp8(df, out, &o, &r, &err) == DSV3_OK, "%s", err.msg);
+    int64_t n_fp8 = 0;
+    check_against_fmt(df, out, 128, 1, &n_fp8);
+    if (test_failed_now()) return;
+    CHECK(n_fp8 == 176);
+    char p[4400];
+    dsv3_config c;
+    snprintf(p, sizeof p, "%s/config.json", out);
+    CHECK_MSG(dsv3_config_load(p, &c, &err) == DSV3_OK, "%s", err.msg);
+    CHECK(c.fp8 && c.scale_fmt_ue8m0);
+    snprintf(p, sizeof p, "%s/config.json", dq);
+    CHECK_MSG(dsv3_config_load(p, &c, &err) == DSV3_OK, "%s", err.msg);
+    CHECK(c.fp8 && c.scale_fmt_ue8m0);
+    dsv3_checkpoint *cq = NULL, *ci = NULL;
+    CHECK_MSG(dsv3_ckpt_open(out, &cq, &err) == DSV3_OK, "%s", err.msg);
+    CHECK_MSG(dsv3_ckpt_open(dq, &ci, &err) == DSV3_OK, "%s", err.msg);
+    int64_t same = 0;
+    for (size_t i = 0; cq && ci && i < dsv3_ckpt_count(ci); i++) {
+        const dsv3_tensor_view *a = dsv3_ckpt_tensor(ci, i), *b = dsv3_ckpt_find(cq, a->name);
+        if (a->dtype != DSV3_F8_E4M3 && !strstr(a->name, "_scale_inv")) continue;
+        if (!same_bytes(a, b)) {
+            test_fail_at(__FILE__, __LINE__, "%s differs from init-model --dtype fp8 --scale-fmt ue8m0", a->name);
+            break;
+        }
+        same++;
+    }
+    dsv3_ckpt_close(cq);
+    dsv3_ckpt_close(ci);
+    CHECK(same == 2 * 176);
+    /* logits: ue8m0 vs float scales, both from the same F32 weights */
+    snprintf(outf, sizeof outf, "%s/qu-qf", test_tmp_dir());
+    o.ue8m0_scales = 0;
+    CHECK_MSG(dsv3_quantize_fp8(df, outf, &o, &r, &err) == DSV3_OK, "%s", err.msg);
+    const int32_t toks[6] = {0, 5, 17, 300, 42, 7};
+    int64_t V = 0, V2 = 0, H = 0;
+    float *h1 = NULL, *h2 = NULL;
+    float *l1 = run_logits(outf, toks, 6, &V, &h1, &H), *l2 = run_logits(out, toks, 6, &V2, &h2, &H);
+    CHECK(l1 && l2 && V == V2);
+    if (l1 && l2 && V == V2) {
+        double rms = rel_rms(l2, l1, 6 * V);
+        printf("    FP8 ue8m0 vs float scales: logits rms rel err %.4f\n", rms);
+        CHECK_MSG(rms > 0 && rms < 0.2, "logits rms rel err %g", rms);
     }
     free(l1);
     free(l2);

@@ -2,8 +2,9 @@
 # Issue #5's acceptance measurements in one run, with their targets:
 #   bench/acceptance.sh [-t THREADS=2] [-r REPEAT=5] [--models DIR=tmp]
 # Builds nothing (run `make -j2` first). Creates the bench models in DIR when missing (bench-1b BF16,
-# bench-1b-fp8 with a BF16 lm_head as DeepSeek-V3 ships it, bench-1b-fp8all with lm_head in FP8 too;
-# ../shared/bench/bench-1b.json, seed 0; ~4 GB, ~1 min), then runs: bench_membw and bench_fma (the machine
+# bench-1b-fp8 with a BF16 lm_head as DeepSeek-V3 ships it, bench-1b-fp8all with lm_head in FP8 too, and
+# both again with power-of-two block scales as DeepSeek-V3.1 ships them (-ue8m0);
+# ../shared/bench/bench-1b.json, seed 0; ~6 GB, ~2 min), then runs: bench_membw and bench_fma (the machine
 # of the moment), `dsv3 bench -p 512 -n 128` per model, bench_membw again, bench_decode at 64 and 4096
 # tokens of context (F32 and BF16 KV cache), bench_mtp (greedy, 1-3 drafts) at -t 1 and -t THREADS, bench_mtp --costs. Prints every
 # tool's own output, then a summary. Medians of REPEAT runs throughout. Shared machines' bandwidth and
@@ -16,7 +17,7 @@ while [ $# -gt 0 ]; do
     -t) T="$2"; shift 2 ;;
     -r) R="$2"; shift 2 ;;
     --models) M="$2"; shift 2 ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "acceptance.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -35,6 +36,8 @@ mk() { # dir, init-model options
 mk bench-1b --dtype bf16
 mk bench-1b-fp8 --dtype fp8
 mk bench-1b-fp8all --dtype fp8 --fp8-lm-head
+mk bench-1b-fp8-ue8m0 --dtype fp8 --scale-fmt ue8m0
+mk bench-1b-fp8all-ue8m0 --dtype fp8 --fp8-lm-head --scale-fmt ue8m0
 
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
@@ -42,7 +45,7 @@ run() { echo "\$ $*"; "$@" | tee -a "$LOG"; }
 date -u
 run "$B/bench_membw" -t "$T"
 run "$B/bench_fma" -t "$T"
-for m in bench-1b bench-1b-fp8 bench-1b-fp8all; do run "$B/dsv3" bench --model "$M/$m" -p 512 -n 128 -t "$T" -r "$R"; done
+for m in bench-1b bench-1b-fp8 bench-1b-fp8all bench-1b-fp8-ue8m0 bench-1b-fp8all-ue8m0; do run "$B/dsv3" bench --model "$M/$m" -p 512 -n 128 -t "$T" -r "$R"; done
 run "$B/bench_membw" -t "$T"
 run "$B/bench_decode" --model "$M/bench-1b" --ctx 64,4096 --gen 32 --repeat "$R" -t "$T"
 run "$B/bench_decode" --model "$M/bench-1b" --ctx 64,4096 --gen 32 --repeat "$R" -t "$T" --kv-dtype bf16
@@ -75,8 +78,11 @@ printf '  %-44s %10s   %s\n' "  x weight bytes/token: % of bandwidth before" "$(
 printf '  %-44s %10s   %s\n' "  bench_decode @64: % of bandwidth" "$p64" ">= 90"
 printf '  %-44s %10s   %s\n' "FP8 tg128 tok/s (lm_head BF16)" "$(med bench-1b-fp8 tg128)" ">= 107"
 printf '  %-44s %10s   %s\n' "FP8 tg128 tok/s (lm_head FP8 too)" "$(med bench-1b-fp8all tg128)" ">= 107"
+printf '  %-44s %10s   %s\n' "FP8 ue8m0 scales tg128 (lm_head BF16)" "$(med bench-1b-fp8-ue8m0 tg128)" ">= 107"
+printf '  %-44s %10s   %s\n' "FP8 ue8m0 scales tg128 (lm_head FP8 too)" "$(med bench-1b-fp8all-ue8m0 tg128)" ">= 107"
 printf '  %-44s %10s   %s\n' "BF16 pp512 tok/s" "$(med bench-1b pp512)" ">= 601"
 printf '  %-44s %10s   %s\n' "FP8 pp512 tok/s" "$(med bench-1b-fp8 pp512)" ">= 561"
+printf '  %-44s %10s   %s\n' "FP8 ue8m0 scales pp512 tok/s" "$(med bench-1b-fp8-ue8m0 pp512)" ">= 561"
 printf '  %-44s %10s   %s\n' "decode @4096 / @64" "$(echo "$d4k $d64" | awk '{printf "%.1f%%", 100 * $1 / $2}')" ">= 70%"
 printf '  %-44s %10s   %s\n' "  the same, --kv-dtype bf16" "$(echo "$d4kb $d64b" | awk '{printf "%.1f%%", 100 * $1 / $2}')" "(half the KV bytes)"
 grep '"bench":"mtp"' "$LOG" | while read -r l; do

@@ -845,6 +845,80 @@ void dsv3_mla_append_kv(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer,
     kv_to_cache(m, L, cache_layer, caches, n);
 }
 
+/* Weights read right after a long decode attention (the split schedule), prefetched while it runs: it is
+ * compute bound over the cache and leaves the memory nearly idle. This layer's o_proj, router and shared
+ * expert (or dense MLP), then the next main layer's query and KV projections, up to PF_MAX_BYTES, spread
+ * over the attention's chunks, into L2 (and L3 as its victims): the matmuls after the attention then read
+ * them from cache. Only for weights read from memory (dsv3_weight.streamed); a prefetch never changes a
+ * value. bench-1b decode at 4096 tokens of context (8.6 MB per layer), old / new alternated: 21.01 / 19.42,
+ * 21.55 / 19.30, 19.96 / 19.54 ms per token (at 64 tokens the split schedule does not run). */
+#define PF_MAX_BYTES (16 << 20)
+#define PF_MAX_RANGES 12
+typedef struct {
+    const char *p[PF_MAX_RANGES];
+    int64_t lines[PF_MAX_RANGES]; /* 64-byte lines of each range */
+    int n;
+    int64_t total;
+} pf_plan;
+
+static void pf_add(pf_plan *pl, const void *p, int64_t bytes) {
+    if (!p || bytes <= 0 || pl->n == PF_MAX_RANGES) return;
+    int64_t lines = (bytes + 63) / 64;
+    if ((pl->total + lines) * 64 > PF_MAX_BYTES) lines = PF_MAX_BYTES / 64 - pl->total;
+    if (lines <= 0) return;
+    pl->p[pl->n] = p;
+    pl->lines[pl->n++] = lines;
+    pl->total += lines;
+}
+
+static void pf_add_weight(pf_plan *pl, const dsv3_weight *w) {
+    if (w->data) pf_add(pl, w->data, w->rows * w->cols * (int64_t)dsv3_dtype_size(w->dtype));
+}
+
+static void pf_plan_build(const dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, pf_plan *pl) {
+    memset(pl, 0, sizeof *pl);
+    if (!L->o.streamed) return;
+    pf_add_weight(pl, &L->o);
+    const int64_t H = m->cfg.hidden_size;
+    if (L->is_moe) {
+        pf_add(pl, L->router, m->cfg.n_routed_experts * H * (int64_t)sizeof(float));
+        pf_add_weight(pl, &L->shared.gate);
+        pf_add_weight(pl, &L->shared.up);
+        pf_add_weight(pl, &L->shared.down);
+    } else {
+        pf_add_weight(pl, &L->mlp.gate);
+        pf_add_weight(pl, &L->mlp.up);
+        pf_add_weight(pl, &L->mlp.down);
+    }
+    if (cache_layer + 1 < m->cfg.num_hidden_layers) {
+        const dsv3_layer *N = &m->layers[cache_layer + 1];
+        pf_add_weight(pl, &N->q_a);
+        pf_add_weight(pl, &N->q_b);
+        pf_add_weight(pl, &N->q_proj);
+        pf_add_weight(pl, &N->kv_a);
+        if (N->kv_b_f32) pf_add(pl, N->kv_b_f32, N->kv_b.rows * N->kv_b.cols * (int64_t)sizeof(float));
+        else pf_add_weight(pl, &N->kv_b);
+    }
+}
+
+/* Slice k of nk of the plan's lines. */
+static void pf_slice(const pf_plan *pl, int64_t k, int64_t nk) {
+    if (!pl->total) return;
+    const int64_t per = (pl->total + nk - 1) / nk;
+    int64_t a = k * per, b = a + per < pl->total ? a + per : pl->total;
+    for (int r = 0; r < pl->n && a < b; r++) {
+        if (a >= pl->lines[r]) {
+            a -= pl->lines[r];
+            b -= pl->lines[r];
+            continue;
+        }
+        const int64_t e = b < pl->lines[r] ? b : pl->lines[r];
+        for (int64_t l = a; l < e; l++) __builtin_prefetch(pl->p[r] + l * 64, 0, 2);
+        a = 0;
+        b -= pl->lines[r];
+    }
+}
+
 void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, dsv3_kv_cache **caches, float *x,
                       int64_t n) {
     const dsv3_config *c = &m->cfg;
@@ -894,6 +968,8 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
         float *qt = ws->head_scratch;                        /* [items][row][16] */
         float *st = qt + items * row * 16;                   /* [n][nh][ost] folded state */
         float *buf = st + n * nh * ost;                      /* [items][SPLIT_WINDOW][G][ost] */
+        pf_plan pf;
+        pf_plan_build(m, L, cache_layer, &pf);
 #pragma omp parallel
         {
             float sc[DSV3_MLA_MAX_GROUP * ATTN_CHUNK];
@@ -912,6 +988,7 @@ void dsv3_mla_forward(dsv3_model *m, const dsv3_layer *L, int64_t cache_layer, d
                     if (s0 < nk)
                         chunk_attend(&a, t, h0, G, qt + tg * row * 16, s0, nk - s0 < ATTN_CHUNK ? nk - s0 : ATTN_CHUNK,
                                      sc, buf + (tg * SPLIT_WINDOW + (c - w0)) * G * ost);
+                    pf_slice(&pf, w0 * items + it, items * nch);
                 }
 #pragma omp for schedule(static)
                 for (int64_t th = 0; th < n * nh; th++) {

@@ -298,6 +298,23 @@ TEST(mla_long_context_prefill_equals_decode) {
     dsv3_model_free(m);
 }
 
+/* The same with every weight marked as read from memory (dsv3_weight.streamed, as in checkpoints over 64 MB):
+ * the split schedule then prefetches the weights read after the attention (mla.c pf_plan), which changes no
+ * value. */
+static void mark_streamed(dsv3_weight *w) { w->streamed = 1; }
+TEST(mla_long_context_streamed_weights_same_bits) {
+    dsv3_model *m = mla16_model();
+    if (!m) return;
+    for (int64_t l = 0; l < m->cfg.num_hidden_layers; l++) {
+        dsv3_layer *L = &m->layers[l];
+        dsv3_weight *w[] = {&L->q_a, &L->q_b, &L->q_proj, &L->kv_a, &L->kv_b, &L->o, &L->mlp.gate, &L->mlp.up,
+                            &L->mlp.down, &L->shared.gate, &L->shared.up, &L->shared.down};
+        for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) mark_streamed(w[k]);
+    }
+    prefill_equals_decode(m, 300, "16 heads, 300 tokens, streamed weights");
+    dsv3_model_free(m);
+}
+
 /* kv_b_proj read however the loader chose (F32/BF16 directly, FP8 cached as f32 or decoded per head:
  * DSV3_KVB_CACHE=all|none force one) gives the same bits: logits of a prefill + decode under the
  * default, "all" and "none". */

@@ -250,6 +250,42 @@ static int same_bytes(const dsv3_tensor_view *a, const dsv3_tensor_view *b) {
     return a && b && a->dtype == b->dtype && a->nbytes == b->nbytes && memcmp(a->data, b->data, a->nbytes) == 0;
 }
 
+/* Logits of the same 6 tokens from checkpoints a and b: rms of (b - a) relative to a (-1 when either fails). */
+static double logits_rel_rms(const char *a, const char *b) {
+    const int32_t toks[6] = {0, 5, 17, 300, 42, 7};
+    int64_t V = 0, V2 = 0, H = 0;
+    float *h1 = NULL, *h2 = NULL;
+    float *l1 = run_logits(a, toks, 6, &V, &h1, &H), *l2 = run_logits(b, toks, 6, &V2, &h2, &H);
+    const double rms = l1 && l2 && V == V2 ? rel_rms(l2, l1, 6 * V) : -1;
+    free(l1);
+    free(l2);
+    free(h1);
+    free(h2);
+    return rms;
+}
+
+/* Every FP8 weight and scale of init-model's checkpoint dq is byte-identical in quantize's qdir: their count. */
+static int64_t same_fp8_tensors(const char *dq, const char *qdir, const char *what) {
+    dsv3_error err = {0};
+    dsv3_checkpoint *cq = NULL, *ci = NULL;
+    int64_t same = 0;
+    if (dsv3_ckpt_open(qdir, &cq, &err) || dsv3_ckpt_open(dq, &ci, &err)) /* the index maps every tensor */
+        test_fail_at(__FILE__, __LINE__, "%s", err.msg);
+    for (size_t i = 0; cq && ci && i < dsv3_ckpt_count(ci); i++) {
+        const dsv3_tensor_view *a = dsv3_ckpt_tensor(ci, i), *b = dsv3_ckpt_find(cq, a->name);
+        if (a->dtype != DSV3_F8_E4M3 && !strstr(a->name, "_scale_inv")) continue;
+        if (!same_bytes(a, b)) {
+            test_fail_at(__FILE__, __LINE__, "%s differs from %s", a->name, what);
+            break;
+        }
+        same++;
+    }
+    dsv3_ckpt_close(cq);
+    dsv3_ckpt_close(ci);
+    return same;
+}
+
+
 /* F32 input: quantize gives exactly init-model's --dtype fp8 bytes for the same seed
  * (same values, same encoder); sharded input gives a sharded output with an index. */
 TEST(quantize_sharded_f32_matches_init_fp8) {
@@ -292,22 +328,7 @@ TEST(quantize_sharded_f32_matches_init_fp8) {
     if (test_failed_now()) return;
     CHECK(n_fp8 == 176);
 
-    dsv3_checkpoint *cq = NULL, *ci = NULL;
-    CHECK_MSG(dsv3_ckpt_open(out, &cq, &err) == DSV3_OK, "%s", err.msg); /* the index maps every tensor */
-    CHECK_MSG(dsv3_ckpt_open(dq, &ci, &err) == DSV3_OK, "%s", err.msg);
-    int64_t same = 0;
-    for (size_t i = 0; i < dsv3_ckpt_count(ci); i++) {
-        const dsv3_tensor_view *a = dsv3_ckpt_tensor(ci, i), *b = dsv3_ckpt_find(cq, a->name);
-        if (a->dtype != DSV3_F8_E4M3 && !strstr(a->name, "_scale_inv")) continue;
-        if (!same_bytes(a, b)) {
-            test_fail_at(__FILE__, __LINE__, "%s differs from init-model --dtype fp8", a->name);
-            break;
-        }
-        same++;
-    }
-    dsv3_ckpt_close(cq);
-    dsv3_ckpt_close(ci);
-    CHECK(same == 2 * 176);
+    CHECK(same_fp8_tensors(dq, out, "init-model --dtype fp8") == 2 * 176);
     dsv3_model *m = NULL;
     CHECK_MSG(dsv3_model_load(out, &m, &err) == DSV3_OK, "%s", err.msg);
     CHECK(dsv3_model_has_mtp(m) && dsv3_model_config(m)->fp8);
@@ -460,20 +481,9 @@ TEST(quantize_fp8_lm_head_option) {
     const dsv3_tensor_view *h = dsv3_st_find(f, "lm_head.weight"), *hs = dsv3_st_find(f, "lm_head.weight_scale_inv");
     CHECK(h && h->dtype == DSV3_F8_E4M3 && hs && hs->dtype == DSV3_F32);
     dsv3_st_close(f);
-    const int32_t toks[6] = {0, 5, 17, 300, 42, 7};
-    int64_t V = 0, V2 = 0, H = 0;
-    float *h1 = NULL, *h2 = NULL;
-    float *l1 = run_logits(out, toks, 6, &V, &h1, &H), *l2 = run_logits(out2, toks, 6, &V2, &h2, &H);
-    CHECK(l1 && l2 && V == V2);
-    if (l1 && l2 && V == V2) {
-        double rms = rel_rms(l2, l1, 6 * V);
-        printf("    FP8 lm_head vs BF16 lm_head (FP8 checkpoints): logits rms rel err %.4f\n", rms);
-        CHECK_MSG(rms > 0 && rms < 0.1, "logits rms rel err %g", rms);
-    }
-    free(l1);
-    free(l2);
-    free(h1);
-    free(h2);
+    const double rms = logits_rel_rms(out, out2);
+    printf("    FP8 lm_head vs BF16 lm_head (FP8 checkpoints): logits rms rel err %.4f\n", rms);
+    CHECK_MSG(rms > 0 && rms < 0.1, "logits rms rel err %g", rms);
 }
 
 /* --scale-fmt ue8m0: every block scale is the power of two at or above amax / 448 (DeepSeek-V3.1's format), the
@@ -515,38 +525,12 @@ TEST(quantize_ue8m0_scales) {
     snprintf(p, sizeof p, "%s/config.json", dq);
     CHECK_MSG(dsv3_config_load(p, &c, &err) == DSV3_OK, "%s", err.msg);
     CHECK(c.fp8 && c.scale_fmt_ue8m0);
-    dsv3_checkpoint *cq = NULL, *ci = NULL;
-    CHECK_MSG(dsv3_ckpt_open(out, &cq, &err) == DSV3_OK, "%s", err.msg);
-    CHECK_MSG(dsv3_ckpt_open(dq, &ci, &err) == DSV3_OK, "%s", err.msg);
-    int64_t same = 0;
-    for (size_t i = 0; cq && ci && i < dsv3_ckpt_count(ci); i++) {
-        const dsv3_tensor_view *a = dsv3_ckpt_tensor(ci, i), *b = dsv3_ckpt_find(cq, a->name);
-        if (a->dtype != DSV3_F8_E4M3 && !strstr(a->name, "_scale_inv")) continue;
-        if (!same_bytes(a, b)) {
-            test_fail_at(__FILE__, __LINE__, "%s differs from init-model --dtype fp8 --scale-fmt ue8m0", a->name);
-            break;
-        }
-        same++;
-    }
-    dsv3_ckpt_close(cq);
-    dsv3_ckpt_close(ci);
-    CHECK(same == 2 * 176);
+    CHECK(same_fp8_tensors(dq, out, "init-model --dtype fp8 --scale-fmt ue8m0") == 2 * 176);
     /* logits: ue8m0 vs float scales, both from the same F32 weights */
     snprintf(outf, sizeof outf, "%s/qu-qf", test_tmp_dir());
     o.ue8m0_scales = 0;
     CHECK_MSG(dsv3_quantize_fp8(df, outf, &o, &r, &err) == DSV3_OK, "%s", err.msg);
-    const int32_t toks[6] = {0, 5, 17, 300, 42, 7};
-    int64_t V = 0, V2 = 0, H = 0;
-    float *h1 = NULL, *h2 = NULL;
-    float *l1 = run_logits(outf, toks, 6, &V, &h1, &H), *l2 = run_logits(out, toks, 6, &V2, &h2, &H);
-    CHECK(l1 && l2 && V == V2);
-    if (l1 && l2 && V == V2) {
-        double rms = rel_rms(l2, l1, 6 * V);
-        printf("    FP8 ue8m0 vs float scales: logits rms rel err %.4f\n", rms);
-        CHECK_MSG(rms > 0 && rms < 0.2, "logits rms rel err %g", rms);
-    }
-    free(l1);
-    free(l2);
-    free(h1);
-    free(h2);
+    const double rms = logits_rel_rms(outf, out);
+    printf("    FP8 ue8m0 vs float scales: logits rms rel err %.4f\n", rms);
+    CHECK_MSG(rms > 0 && rms < 0.2, "logits rms rel err %g", rms);
 }

@@ -366,27 +366,38 @@ AI float quad_result(const dsv3_weight *W, const row_ref *rw, const __m256 A[4],
     return reduce32(a[0], a[1], a[2], a[3]);
 }
 
-AI void d21_e4m3_quad(const dsv3_weight *W, const row_ref *rw, const float *xq, const float *x, float *out, int64_t ostr) {
-    const int64_t n = W->cols, nfull = n - n % LANES, bc = W->block_c;
+/* The one-token E4M3 tile of rows rw[0], rw[1] on tokens xt[0], xt[1] (quad_token's layout): pow2 0, the token
+ * itself for both rows, each weight times its block scale (s * 2^120); pow2 1, each row's token scaled by its
+ * scales (d21_e4m3_pow2 below), no multiply. */
+AI void dword_tile(const int pow2, const dsv3_weight *W, const row_ref *rw, const float *const xt[2], const float *x,
+                 float *out, int64_t ostr) {
+    const int64_t n = W->cols, nfull = n - n % LANES, bc = pow2 ? nfull + LANES : W->block_c; /* pow2: one pass */
     __m256 A[2][4];
     for (int j = 0; j < 2; j++)
         for (int k = 0; k < 4; k++) A[j][k] = _mm256_setzero_ps();
     for (int64_t c0 = 0, blk = 0; c0 < nfull; c0 += bc, blk++) {
         const int64_t c1 = c0 + bc < nfull ? c0 + bc : nfull;
-        const __m256 S[2] = {_mm256_set1_ps(rw[0].srow[blk] * 0x1p120f), _mm256_set1_ps(rw[1].srow[blk] * 0x1p120f)};
+        __m256 S[2];
+        for (int j = 0; j < 2 && !pow2; j++) S[j] = _mm256_set1_ps(rw[j].srow[blk] * 0x1p120f);
         for (int64_t i = c0; i < c1; i += LANES) {
 #pragma GCC unroll 2
             for (int j = 0; j < 2; j++) {
                 __m256i d[4];
                 e4m3_dword_phases(_mm256_loadu_si256((const __m256i *)(rw[j].p + i)), d);
 #pragma GCC unroll 4
-                for (int k = 0; k < 4; k++)
-                    A[j][k] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_castsi256_ps(d[k]), S[j]),
-                                              _mm256_loadu_ps(xq + i + 8 * k), A[j][k]);
+                for (int k = 0; k < 4; k++) {
+                    const __m256 w = pow2 ? _mm256_castsi256_ps(d[k]) : _mm256_mul_ps(_mm256_castsi256_ps(d[k]), S[j]);
+                    A[j][k] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xt[j] + i + 8 * k), A[j][k]);
+                }
             }
         }
     }
     for (int j = 0; j < 2; j++) out[j * ostr] = quad_result(W, &rw[j], A[j], x);
+}
+
+AI void d21_e4m3_quad(const dsv3_weight *W, const row_ref *rw, const float *xq, const float *x, float *out, int64_t ostr) {
+    const float *const xt[2] = {xq, xq};
+    dword_tile(0, W, rw, xt, x, out, ostr);
 }
 
 /* Rows o0 + i and o0 + h + i, i < h, by d21_e4m3_quad (out: row o0 at out[0]). Not inlined into matmul_direct:
@@ -409,21 +420,7 @@ __attribute__((noinline)) static void rows_e4m3_quad(const dsv3_weight *W, int64
  * quantize --scale-fmt ue8m0` writes them. */
 AI void d21_e4m3_pow2(const dsv3_weight *W, const row_ref *rw, const float *const xs[2], const float *x, float *out,
                       int64_t ostr) {
-    const int64_t n = W->cols, nfull = n - n % LANES;
-    __m256 A[2][4];
-    for (int j = 0; j < 2; j++)
-        for (int k = 0; k < 4; k++) A[j][k] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nfull; i += LANES) {
-#pragma GCC unroll 2
-        for (int j = 0; j < 2; j++) {
-            __m256i d[4];
-            e4m3_dword_phases(_mm256_loadu_si256((const __m256i *)(rw[j].p + i)), d);
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++)
-                A[j][k] = _mm256_fmadd_ps(_mm256_castsi256_ps(d[k]), _mm256_loadu_ps(xs[j] + i + 8 * k), A[j][k]);
-        }
-    }
-    for (int j = 0; j < 2; j++) out[j * ostr] = quad_result(W, &rw[j], A[j], x);
+    dword_tile(1, W, rw, xs, x, out, ostr);
 }
 
 /* xs = xq scaled by srow[b] * 2^120 over column block b (nfull columns, blocks of a whole number of chunks).
@@ -451,13 +448,17 @@ __attribute__((noinline)) static void rows_e4m3_pow2(const dsv3_weight *W, int64
     float *buf[2] = {xs, xs + nfull};
     int64_t left[2] = {0, 0};
     int ok[2] = {0, 0};
+    row_ref rw[2] = {dsv3_cpu_row(W, o0), dsv3_cpu_row(W, o0 + h)};
     for (int64_t i = 0; i < h; i++) {
-        const row_ref rw[2] = {dsv3_cpu_row(W, o0 + i), dsv3_cpu_row(W, o0 + h + i)};
-        for (int j = 0; j < 2; j++)
+        for (int j = 0; j < 2; j++) {
             if (left[j]-- == 0) { /* the row starts its row block here (or the call does) */
+                rw[j] = dsv3_cpu_row(W, o0 + j * h + i);
                 left[j] = W->block_r - rw[j].r % W->block_r - 1;
                 ok[j] = scale_token_blocks(xq, rw[j].srow, W->block_c, nfull, buf[j]);
             }
+            rw[j].r = o0 + j * h + i; /* srow stays the row block's */
+            rw[j].p = (const uint8_t *)W->data + (size_t)rw[j].r * (size_t)W->cols;
+        }
         const float *const xsj[2] = {buf[0], buf[1]};
         if (ok[0] && ok[1]) d21_e4m3_pow2(W, rw, xsj, x, out + i, h);
         else d21_e4m3_quad(W, rw, xq, x, out + i, h);

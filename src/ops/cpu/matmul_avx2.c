@@ -370,7 +370,7 @@ AI float quad_result(const dsv3_weight *W, const row_ref *rw, const __m256 A[4],
  * itself for both rows, each weight times its block scale (s * 2^120); pow2 1, each row's token scaled by its
  * scales (d21_e4m3_pow2 below), no multiply. */
 AI void dword_tile(const int pow2, const dsv3_weight *W, const row_ref *rw, const float *const xt[2], const float *x,
-                 float *out, int64_t ostr) {
+                   float *out, int64_t ostr) {
     const int64_t n = W->cols, nfull = n - n % LANES, bc = pow2 ? nfull + LANES : W->block_c; /* pow2: one pass */
     __m256 A[2][4];
     for (int j = 0; j < 2; j++)

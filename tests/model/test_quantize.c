@@ -286,26 +286,38 @@ static int64_t same_fp8_tensors(const char *dq, const char *qdir, const char *wh
 }
 
 
-/* F32 input: quantize gives exactly init-model's --dtype fp8 bytes for the same seed
- * (same values, same encoder); sharded input gives a sharded output with an index. */
-TEST(quantize_sharded_f32_matches_init_fp8) {
-    char tiny[4096], cfg[4200], df[4200], dq[4200], out[4096];
-    if (!tiny_dir(tiny, sizeof tiny)) SKIP("fixtures absent");
+/* The tiny fixture's config initialised twice with one seed: F32 into tmp/<f32_sub> (df), FP8 (ue8m0 scales when
+ * asked) into tmp/<fp8_sub> (dq). Returns the F32 checkpoint's shard count, 0 on failure (reported). */
+static int init_f32_and_fp8(const char *tiny, const char *f32_sub, const char *fp8_sub, uint64_t seed, uint64_t shard_size,
+                            int ue8m0, char *df, char *dq, size_t n) {
+    char cfg[4200];
     snprintf(cfg, sizeof cfg, "%s/config.json", tiny);
-    snprintf(df, sizeof df, "%s/qi-f32", test_tmp_dir());
-    snprintf(dq, sizeof dq, "%s/qi-fp8", test_tmp_dir());
+    snprintf(df, n, "%s/%s", test_tmp_dir(), f32_sub);
+    snprintf(dq, n, "%s/%s", test_tmp_dir(), fp8_sub);
     dsv3_init_opts o;
     dsv3_init_opts_default(&o);
-    o.seed = 5;
-    o.shard_size = 150000;
+    o.seed = seed;
+    o.shard_size = shard_size;
+    o.overwrite = 1;
     dsv3_error err = {0};
     dsv3_init_result ir;
     o.dtype = DSV3_INIT_F32;
-    CHECK_MSG(dsv3_init_model(cfg, df, &o, &ir, &err) == DSV3_OK, "%s", err.msg);
-    int in_shards = ir.n_shards;
-    CHECK(in_shards > 2);
+    if (dsv3_init_model(cfg, df, &o, &ir, &err)) { test_fail_at(__FILE__, __LINE__, "%s", err.msg); return 0; }
+    const int shards = ir.n_shards;
     o.dtype = DSV3_INIT_FP8;
-    CHECK_MSG(dsv3_init_model(cfg, dq, &o, &ir, &err) == DSV3_OK, "%s", err.msg);
+    o.ue8m0_scales = ue8m0;
+    if (dsv3_init_model(cfg, dq, &o, &ir, &err)) { test_fail_at(__FILE__, __LINE__, "%s", err.msg); return 0; }
+    return shards;
+}
+
+/* F32 input: quantize gives exactly init-model's --dtype fp8 bytes for the same seed
+ * (same values, same encoder); sharded input gives a sharded output with an index. */
+TEST(quantize_sharded_f32_matches_init_fp8) {
+    char tiny[4096], df[4200], dq[4200], out[4096];
+    if (!tiny_dir(tiny, sizeof tiny)) SKIP("fixtures absent");
+    const int in_shards = init_f32_and_fp8(tiny, "qi-f32", "qi-fp8", 5, 150000, 0, df, dq, sizeof df);
+    CHECK(in_shards > 2);
+    dsv3_error err = {0};
     /* a tokenizer file next to the weights is copied */
     char p[4300];
     snprintf(p, sizeof p, "%s/tokenizer.json", df);
@@ -490,23 +502,11 @@ TEST(quantize_fp8_lm_head_option) {
  * config says so, init-model --dtype fp8 with the same option writes the same bytes from the same seed, and
  * the logits stay as close to the float-scale checkpoint's as FP8 allows. */
 TEST(quantize_ue8m0_scales) {
-    char tiny[4096], cfg[4200], df[4200], dq[4200], out[4300], outf[4300];
+    char tiny[4096], df[4200], dq[4200], out[4300], outf[4300];
     if (!tiny_dir(tiny, sizeof tiny)) SKIP("fixtures absent");
-    snprintf(cfg, sizeof cfg, "%s/config.json", tiny);
-    snprintf(df, sizeof df, "%s/qu-f32", test_tmp_dir());
-    snprintf(dq, sizeof dq, "%s/qu-fp8", test_tmp_dir());
+    if (!init_f32_and_fp8(tiny, "qu-f32", "qu-fp8", 9, 0, 1, df, dq, sizeof df)) return;
     snprintf(out, sizeof out, "%s/qu-q", test_tmp_dir());
-    dsv3_init_opts io;
-    dsv3_init_opts_default(&io);
-    io.seed = 9;
-    io.overwrite = 1;
     dsv3_error err = {0};
-    dsv3_init_result ir;
-    io.dtype = DSV3_INIT_F32;
-    CHECK_MSG(dsv3_init_model(cfg, df, &io, &ir, &err) == DSV3_OK, "%s", err.msg);
-    io.dtype = DSV3_INIT_FP8;
-    io.ue8m0_scales = 1;
-    CHECK_MSG(dsv3_init_model(cfg, dq, &io, &ir, &err) == DSV3_OK, "%s", err.msg);
     dsv3_quantize_opts o;
     dsv3_quantize_opts_default(&o);
     o.overwrite = 1;

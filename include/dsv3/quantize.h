@@ -48,7 +48,8 @@ int dsv3_quantize_is_fp8_weight(const char *name);
  * "dynamic","weight_block_size":[B,B]}), the quantised tensors in one output
  * file per input file (same names; model.safetensors.index.json when the input
  * has one), and copies the tokenizer files. Weights already in FP8 are kept
- * as they are when their block size is B, else it is an error. out_dir must
+ * as they are when their block size is B (and, with ue8m0_scales, when their
+ * scales are all powers of two), else it is an error. out_dir must
  * not be in_dir; an existing checkpoint there is an error unless o->overwrite.
  * Peak memory is about one output shard plus one tensor. res may be NULL. */
 dsv3_status dsv3_quantize_fp8(const char *in_dir, const char *out_dir, const dsv3_quantize_opts *o,

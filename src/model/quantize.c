@@ -101,6 +101,17 @@ static uint64_t scale_bytes(int64_t rows, int64_t cols, int64_t b) {
     return (uint64_t)((rows + b - 1) / b) * (uint64_t)((cols + b - 1) / b) * 4u;
 }
 
+/* 1 when every F32 value of the scale tensor is a positive power of two (what "scale_fmt": "ue8m0" promises). */
+static int pow2_scales(const dsv3_tensor_view *sc) {
+    for (uint64_t i = 0; i < sc->numel; i++) {
+        float v;
+        int e;
+        memcpy(&v, (const uint8_t *)sc->data + 4 * i, 4); /* tensor data need not be 4-byte aligned */
+        if (!(v > 0.0f) || !isfinite(v) || frexpf(v, &e) != 0.5f) return 0;
+    }
+    return 1;
+}
+
 static dsv3_status build_plan(const dsv3_model *m, const char *in_dir, int64_t B, const dsv3_quantize_opts *o, plan *p,
                               dsv3_error *err) {
     const dsv3_checkpoint *ck = m->ckpt;
@@ -150,6 +161,11 @@ static dsv3_status build_plan(const dsv3_model *m, const char *in_dir, int64_t B
                      e->scale->shape[0] != (t->shape[0] + B - 1) / B || e->scale->shape[1] != (t->shape[1] + B - 1) / B)
                 st = dsv3_fail(err, DSV3_ERR_FORMAT, "%s: '%s' must be F32 [%lld,%lld]", e->scale->file, sname,
                                (long long)((t->shape[0] + B - 1) / B), (long long)((t->shape[1] + B - 1) / B));
+            if (!st && o->ue8m0_scales && !pow2_scales(e->scale))
+                st = dsv3_fail(err, DSV3_ERR_UNSUPPORTED,
+                               "%s: '%s' is already FP8 and its scales are not all powers of two; --scale-fmt ue8m0 "
+                               "cannot keep it as it is (start from a BF16 checkpoint, or leave --scale-fmt float)",
+                               in_dir, t->name);
             if (st) break;
             e->kind = KIND_KEEP_FP8;
             e->out_bytes = t->nbytes + e->scale->nbytes;

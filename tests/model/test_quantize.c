@@ -374,6 +374,19 @@ TEST(quantize_fp8_input_passthrough) {
     int64_t n_fp8 = 0;
     check_against(in, q3, 64, &n_fp8);
     CHECK(n_fp8 == 176);
+    /* --scale-fmt ue8m0 keeps FP8 weights only when their scales are powers of two already (the config would
+     * otherwise promise what the scales are not) */
+    dsv3_quantize_opts o;
+    dsv3_quantize_opts_default(&o);
+    o.ue8m0_scales = 1;
+    snprintf(q3, sizeof q3, "%s/qp-ue8m0-from-float", test_tmp_dir());
+    CHECK(dsv3_quantize_fp8(q1, q3, &o, &r, &err) == DSV3_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.msg, "not all powers of two") != NULL, "%s", err.msg);
+    snprintf(q2, sizeof q2, "%s/qp-ue8m0", test_tmp_dir());
+    CHECK_MSG(dsv3_quantize_fp8(in, q2, &o, &r, &err) == DSV3_OK, "%s", err.msg);
+    snprintf(q3, sizeof q3, "%s/qp-ue8m0-kept", test_tmp_dir());
+    CHECK_MSG(dsv3_quantize_fp8(q2, q3, &o, &r, &err) == DSV3_OK, "%s", err.msg);
+    CHECK(r.n_quantized == 0 && r.n_fp8_kept == 176);
 }
 
 /* Copies the tiny checkpoint into dir with tensor `name` element 3 replaced by NaN. */

@@ -22,6 +22,9 @@ void dsv3_fp8_e4m3_encode_n(const float *src, float scale, uint8_t *dst, size_t 
  * (DeepSeek-V3.1's "scale_fmt": "ue8m0": the block's largest value then codes
  * as 224..448 instead of 448). scales gets ceil(cols / block_c) entries. Used
  * by init-model and quantize. */
+/* 1 when s is a positive, finite power of two: what a "ue8m0" block scale is. */
+int dsv3_fp8_scale_is_pow2(float s);
+
 void dsv3_fp8_e4m3_quantize_rows(const float *src, int64_t nr, int64_t cols, int64_t block_c, uint8_t *dst,
                                  float *scales, int pow2_scales);
 

@@ -105,9 +105,8 @@ static uint64_t scale_bytes(int64_t rows, int64_t cols, int64_t b) {
 static int pow2_scales(const dsv3_tensor_view *sc) {
     for (uint64_t i = 0; i < sc->numel; i++) {
         float v;
-        int e;
         memcpy(&v, (const uint8_t *)sc->data + 4 * i, 4); /* tensor data need not be 4-byte aligned */
-        if (!(v > 0.0f) || !isfinite(v) || frexpf(v, &e) != 0.5f) return 0;
+        if (!dsv3_fp8_scale_is_pow2(v)) return 0;
     }
     return 1;
 }

@@ -37,6 +37,11 @@ void dsv3_fp8_e4m3_encode_n(const float *src, float scale, uint8_t *dst, size_t 
     for (size_t i = 0; i < n; i++) dst[i] = dsv3_fp8_e4m3_encode(src[i] / scale);
 }
 
+int dsv3_fp8_scale_is_pow2(float s) {
+    int e;
+    return s > 0.0f && isfinite(s) && frexpf(s, &e) == 0.5f;
+}
+
 void dsv3_fp8_e4m3_quantize_rows(const float *src, int64_t nr, int64_t cols, int64_t block_c, uint8_t *dst,
                                  float *scales, int pow2_scales) {
     for (int64_t c0 = 0, cb = 0; c0 < cols; c0 += block_c, cb++) {

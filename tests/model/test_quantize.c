@@ -145,9 +145,8 @@ static void check_against_fmt(const char *odir, const char *qdir, int64_t B, int
             }
         for (int64_t k = 0; k < sr * sc && !test_failed_now(); k++) {
             const float want = fmaxf(amax[k], 1e-12f) / 448.0f;
-            int e;
             /* ue8m0: the smallest power of two >= amax / 448 */
-            if (ue8m0 ? !(frexpf(scale[k], &e) == 0.5f && scale[k] >= want && scale[k] * 0.5f < want) : scale[k] != want)
+            if (ue8m0 ? !(dsv3_fp8_scale_is_pow2(scale[k]) && scale[k] >= want && scale[k] * 0.5f < want) : scale[k] != want)
                 test_fail_at(__FILE__, __LINE__, "%s: scale[%lld] = %g, want %samax/448 = %g", o->name, (long long)k,
                              (double)scale[k], ue8m0 ? "the power of two >= " : "", (double)want);
         }

@@ -83,7 +83,8 @@ static inline int dsv3_cpu_blocks_aligned(const dsv3_weight *W) {
 enum { DSV3_SC_CBUF, DSV3_SC_TMP, DSV3_SC_TAIL, DSV3_SC_SBUF, DSV3_SC_XS, DSV3_SC_S, DSV3_SC_ABUF, DSV3_SC_B, /* AMX */
        DSV3_SC_GEMM_ROWS, /* decoded, packed weight rows of the AVX2 GEMM */
        DSV3_SC_GEMM_X,    /* packed activations of the AVX2 GEMM */
-       DSV3_SC_XSPLIT,    /* activations permuted for the split BF16 (AVX-512, AVX2) or quad E4M3 (AVX2) tiles */
+       DSV3_SC_XSPLIT,    /* activations permuted for the split BF16 (AVX-512, AVX2) or quad E4M3 (AVX2) tiles, and
+                        * (E4M3, power-of-two scales) two copies scaled per row block */
        DSV3_SC_N };
 void *dsv3_cpu_scratch(int slot, size_t n);
 

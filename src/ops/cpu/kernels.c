@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cpu_kernels.h"
+#include "dsv3/fp8.h"
 
 double dsv3_dot_ref(const float *a, const float *b, int64_t n) {
     double s = 0;
@@ -64,10 +65,9 @@ int dsv3_cpu_fp8_scale_flags(const dsv3_weight *W) {
     int fold8 = W->scale != NULL, fold120 = fold8, pow2 = fold8;
     for (int64_t i = 0; W->scale && i < W->scale_rows * W->scale_cols; i++) {
         const float s = W->scale[i];
-        int e;
         fold8 &= !(isfinite(s) && isinf(s * 0x1p8f));
         fold120 &= !(isfinite(s) && isinf(s * 0x1p120f));
-        pow2 &= s >= 0x1p-120f && s <= 0x1p7f && frexpf(s, &e) == 0.5f;
+        pow2 &= s >= 0x1p-120f && s <= 0x1p7f && dsv3_fp8_scale_is_pow2(s);
     }
     return fp8_flags_add(W, DSV3_FP8_SCALES_DONE | (fold8 ? DSV3_FP8_FOLD8 : 0) | (fold120 ? DSV3_FP8_FOLD120 : 0) |
                                 (pow2 ? DSV3_FP8_POW2 : 0));

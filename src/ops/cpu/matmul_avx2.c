@@ -414,7 +414,7 @@ __attribute__((noinline)) static void rows_e4m3_quad(const dsv3_weight *W, int64
  * w = code * s is then exact, and so is the token scaled by a power of two, xs = x * (s * 2^120), unless it
  * overflows: fma(w, x, acc) = fma(code * 2^-120, xs, acc) bitwise (the same exact product). The tile takes
  * the token scaled per column block of the row's row block (xs, built once per row block) and skips
- * d21_e4m3_quad's multiply per weight, its 9 of 17 vector operations per 32 weights: an L2-resident
+ * d21_e4m3_quad's multiply per weight (4 of its 17 vector operations per 32 weights, on the two FMA pipes): an L2-resident
  * microbenchmark 5.2 -> 3.7 TSC cycles per 32 weights per row, rows read from memory by 2 threads 25 -> 35
  * GB/s (Zen 3). DeepSeek-V3.1 and later checkpoints have such scales ("scale_fmt": "ue8m0"); `dsv3
  * quantize --scale-fmt ue8m0` writes them. */
@@ -448,7 +448,7 @@ __attribute__((noinline)) static void rows_e4m3_pow2(const dsv3_weight *W, int64
     float *buf[2] = {xs, xs + nfull};
     int64_t left[2] = {0, 0};
     int ok[2] = {0, 0};
-    row_ref rw[2] = {dsv3_cpu_row(W, o0), dsv3_cpu_row(W, o0 + h)};
+    row_ref rw[2] = {{NULL, NULL, 0}, {NULL, NULL, 0}}; /* set at each row block's first row */
     for (int64_t i = 0; i < h; i++) {
         for (int j = 0; j < 2; j++) {
             if (left[j]-- == 0) { /* the row starts its row block here (or the call does) */
